@@ -1,0 +1,1 @@
+"""Signer: keeps signing keys non-exportable in an HSM and signs JWTs and artifacts with them."""

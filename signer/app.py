@@ -1,0 +1,162 @@
+"""The HTTP application: ``create_app`` wires settings, HSM, store and handlers together.
+
+Handlers parse, call the service and render; errors are rendered by ``problem_middleware``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from jwks.document import etag_matches
+from signer.auth import Authenticator, Principal, require
+from signer.bodies import read_json
+from signer.hsm.base import KeyBackend
+from signer.problems import problem_middleware
+from signer.service import Clock, SignerService
+from signer.settings import Settings
+from signer.store.base import StateStore
+from signer.tokens import JwtRequest
+
+log = logging.getLogger("signer.http")
+
+SERVICE = web.AppKey("service", SignerService)
+AUTH = web.AppKey("auth", Authenticator)
+SETTINGS = web.AppKey("settings", Settings)
+
+JWKS_CONTENT_TYPE = "application/jwk-set+json"
+# A short stale-while-revalidate lets caches answer while they refetch, without outliving a
+# change by more than a few seconds.
+STALE_WHILE_REVALIDATE = 30
+
+
+def open_backend(settings: Settings) -> KeyBackend:
+    """The PKCS#11 backend named by the settings."""
+    from signer.hsm.pkcs11 import Pkcs11Backend  # noqa: PLC0415 -- loads the module lazily
+
+    if settings.hsm.softhsm2_conf is not None:
+        # SoftHSM reads its config location from the environment when the module initialises.
+        os.environ["SOFTHSM2_CONF"] = str(settings.hsm.softhsm2_conf)
+    return Pkcs11Backend(settings.hsm.module, settings.hsm.token_label, settings.hsm.pin)
+
+
+def open_store(settings: Settings) -> StateStore:
+    """The state store named by the settings."""
+    from signer.store.sqlite import SqliteStore  # noqa: PLC0415 -- one adapter per deployment
+
+    assert settings.store.sqlite_path is not None  # noqa: S101 -- settings only parse sqlite URLs
+    return SqliteStore(settings.store.sqlite_path)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), content_type="application/json"
+    )
+
+
+def _principal(request: web.Request) -> Principal:
+    return request.app[AUTH].authenticate(request.headers.get("Authorization"))
+
+
+async def sign_jwt(request: web.Request) -> web.Response:
+    """POST /v1/rings/{ring}/jwt: sign the posted claims with the ring's active key."""
+    principal = _principal(request)
+    service = request.app[SERVICE]
+    ring = request.match_info["ring"]
+    view = service.view(ring)
+    require(principal, f"jwt:sign:{ring}")
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    jwt_request = JwtRequest.parse(body, token_max_ttl=view.policy.token_max_ttl)
+    signed = await service.sign_jwt(ring, jwt_request)
+    return _json({"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp})
+
+
+def _jwks_response(request: web.Request, ring: str) -> web.Response:
+    service = request.app[SERVICE]
+    view = service.view(ring)
+    max_age = view.cache_max_age(int(service.clock()))
+    headers = {
+        "ETag": view.jwks.etag,
+        "Cache-Control": f"public, max-age={max_age}, "
+        f"stale-while-revalidate={min(STALE_WHILE_REVALIDATE, max_age)}",
+    }
+    if etag_matches(request.headers.get("If-None-Match"), view.jwks.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=view.jwks.body, content_type=JWKS_CONTENT_TYPE, headers=headers)
+
+
+async def default_jwks(request: web.Request) -> web.Response:
+    """GET /.well-known/jwks.json: the default ring's JWKS."""
+    return _jwks_response(request, request.app[SETTINGS].server.default_ring)
+
+
+async def ring_jwks(request: web.Request) -> web.Response:
+    """GET /v1/rings/{ring}/jwks.json."""
+    return _jwks_response(request, request.match_info["ring"])
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the HSM and the store both answer."""
+    service = request.app[SERVICE]
+    checks: dict[str, str] = {}
+    for name, adapter in (("hsm", service.backend), ("store", service.store)):
+        try:
+            await adapter.aping()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 -- any failure means not ready
+            checks[name] = getattr(exc, "code", "error")
+    ready = all(v == "ok" for v in checks.values())
+    return _json(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: KeyBackend | None = None,
+    store: StateStore | None = None,
+    clock: Clock = time.time,
+) -> web.Application:
+    """Build the application; HSM and store open on start-up and close on clean-up."""
+    app = web.Application(
+        middlewares=[problem_middleware],
+        # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
+        client_max_size=settings.server.max_body_bytes + 1024,
+    )
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator(settings.principals)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        service = SignerService(
+            settings,
+            backend=backend if backend is not None else open_backend(settings),
+            store=store if store is not None else open_store(settings),
+            clock=clock,
+        )
+        try:
+            await service.start()
+            app[SERVICE] = service
+            yield
+        finally:
+            await service.backend.aclose()
+            await service.store.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/.well-known/jwks.json", default_jwks)
+    app.router.add_get("/v1/rings/{ring}/jwks.json", ring_jwks)
+    app.router.add_post("/v1/rings/{ring}/jwt", sign_jwt)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

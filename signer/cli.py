@@ -1,0 +1,160 @@
+"""The ``signer`` command line: ``init``, ``serve`` and ``keys list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from signer.errors import SignerError
+from signer.settings import Settings, load_settings
+
+log = logging.getLogger("signer")
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from signer.provision import init_directory  # noqa: PLC0415 -- only this command needs it
+    from signer.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    result = init_directory(Path(args.dir), port=args.port)
+    settings = load_settings(result.config_path)
+    assert settings.store.sqlite_path is not None  # noqa: S101 -- init writes a SQLite URL
+
+    async def create_store() -> None:
+        store = SqliteStore(settings.store.sqlite_path)  # type: ignore[arg-type]
+        await store.aping()
+        await store.aclose()
+
+    asyncio.run(create_store())
+    print(f"created {result.config_path}")
+    print(f"role tokens in {result.credentials_path} (mode 0600)")
+    print(f"start it with: signer serve --config {result.config_path}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web  # noqa: PLC0415 -- keep `signer init` free of the server stack
+
+    from signer.app import create_app  # noqa: PLC0415
+
+    settings = load_settings(Path(args.config))
+    app = create_app(settings)
+    log.info("listening on http://%s:%d", settings.server.host, settings.server.port)
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
+    return 0
+
+
+async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
+    from signer.app import open_backend, open_store  # noqa: PLC0415
+    from signer.rings import ref_of  # noqa: PLC0415
+
+    backend = open_backend(settings)
+    store = open_store(settings)
+    rows: list[dict[str, Any]] = []
+    try:
+        for record in await store.keys():
+            row: dict[str, Any] = {
+                "ring": record.ring,
+                "kid": record.kid,
+                "alg": record.alg.value,
+                "state": record.state.value,
+                "label": record.label,
+                "created_at": record.created_at,
+                "activated_at": record.activated_at,
+                "exp_watermark": record.exp_watermark,
+            }
+            try:
+                proof = await backend.attributes(ref_of(record))
+                row["proof"] = "ok" if proof.ok else "FAILED: " + ", ".join(proof.failures())
+                row["attributes"] = {
+                    "LOCAL": proof.local,
+                    "ALWAYS_SENSITIVE": proof.always_sensitive,
+                    "NEVER_EXTRACTABLE": proof.never_extractable,
+                    "SENSITIVE": proof.sensitive,
+                    "EXTRACTABLE": proof.extractable,
+                    "VALUE_READABLE": proof.value_readable,
+                }
+            except SignerError as exc:
+                row["proof"] = f"unavailable: {exc.detail}"
+            rows.append(row)
+    finally:
+        await backend.aclose()
+        await store.aclose()
+    return rows
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.config))
+    rows = asyncio.run(_keys_report(settings))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'RING':<12} {'STATE':<10} {'ALG':<6} {'KID':<44} {'CREATED':<20} PROOF")
+    for row in rows:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
+        print(
+            f"{row['ring']:<12} {row['state']:<10} {row['alg']:<6} {row['kid']:<44} "
+            f"{created:<20} {row['proof']}"
+        )
+    return 0 if all(r["proof"] == "ok" or r["state"] == "destroyed" for r in rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="signer", description="HSM-backed signing service for JWTs and artifacts."
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="create a single-node setup in a directory")
+    init.add_argument("--dir", required=True, help="directory to create the setup in")
+    init.add_argument("--port", type=int, default=8700, help="port to listen on (8700)")
+    init.set_defaults(func=_cmd_init)
+
+    serve = commands.add_parser("serve", help="run the signing service")
+    serve.add_argument("--config", required=True, help="path to signer.toml")
+    serve.set_defaults(func=_cmd_serve)
+
+    keys = commands.add_parser("keys", help="inspect and manage keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_list = key_commands.add_parser("list", help="each ring's keys with the HSM proof")
+    keys_list.add_argument("--config", required=True, help="path to signer.toml")
+    keys_list.add_argument("--json", action="store_true", help="print JSON")
+    keys_list.set_defaults(func=_cmd_keys_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``signer`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except SignerError as exc:
+        print(f"signer: error: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""RFC 9457 problem details: the one place a ``SignerError`` becomes an HTTP response.
+
+Unexpected exceptions become a bare 500 whose body says nothing about internals; the traceback
+goes to the log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from signer.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    SignerError,
+)
+
+log = logging.getLogger("signer.http")
+
+PROBLEM_TYPE_PREFIX = "urn:signer:problem:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_body(exc: SignerError) -> dict[str, Any]:
+    """The problem document of ``exc``."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + exc.code,
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "code": exc.code,
+    }
+    if exc.field is not None:
+        body["field"] = exc.field
+    return body
+
+
+def _render(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    response = web.Response(
+        status=body["status"],
+        body=json.dumps(body).encode(),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+    if body["status"] == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="signer"'
+    return response
+
+
+def problem_response(exc: SignerError) -> web.Response:
+    """Render ``exc`` as ``application/problem+json``."""
+    return _render(problem_body(exc))
+
+
+_ROUTING_ERRORS: dict[int, SignerError] = {
+    404: NotFound("no such resource"),
+    405: MethodNotAllowed("this resource does not support the method"),
+    413: PayloadTooLarge("the request body is over the size limit"),
+}
+
+
+def _http_exception_body(exc: web.HTTPException) -> dict[str, Any]:
+    known = _ROUTING_ERRORS.get(exc.status)
+    if known is not None:
+        return problem_body(known)
+    code = f"http_{exc.status}"
+    return {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": exc.reason,
+        "status": exc.status,
+        "detail": exc.reason,
+        "code": code,
+    }
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error raised by a handler into a problem response."""
+    try:
+        return await handler(request)
+    except SignerError as exc:
+        if exc.status >= 500:
+            log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
+        return problem_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _render(_http_exception_body(exc), headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(SignerError("the signer failed to handle this request"))

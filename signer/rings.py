@@ -1,0 +1,79 @@
+"""The in-memory view of each ring: its records, the active signing key and the JWKS bytes.
+
+Everything a request needs is computed here once per key-set change, so the signing and JWKS
+hot paths only look up a dict and concatenate bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from jwks.document import JwksDocument, build_jwks
+from jwks.jwk import Jwk, published_jwk
+from jwks.jws import encode_header
+from jwks.records import PUBLISHED_STATES, KeyRecord, KeyState
+from signer.hsm.base import KeyRef
+from signer.settings import RingPolicy
+
+
+def ref_of(record: KeyRecord) -> KeyRef:
+    """The token location of a recorded key."""
+    return KeyRef(key_id=record.key_id, label=record.label, alg=record.alg)
+
+
+@dataclass(slots=True, kw_only=True)
+class SigningKey:
+    """The active key of a ring, with its encoded JWS headers cached per ``typ``."""
+
+    record: KeyRecord
+    ref: KeyRef
+    _headers: dict[str, bytes] = field(default_factory=dict)
+
+    def header(self, typ: str) -> bytes:
+        """The base64url JWS header for ``typ``, encoded once."""
+        encoded = self._headers.get(typ)
+        if encoded is None:
+            encoded = encode_header(self.record.alg, self.record.kid, typ)
+            self._headers[typ] = encoded
+        return encoded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingView:
+    """One ring as of its last change: records, signing key and JWKS document."""
+
+    policy: RingPolicy
+    records: tuple[KeyRecord, ...]
+    signing: SigningKey | None
+    jwks: JwksDocument
+
+    def cache_max_age(self, now: int) -> int:
+        """Seconds a relying party may cache this JWKS: at most ``jwks_max_age``."""
+        del now  # the lifecycle issue bounds this by the time of the next key-set change
+        return self.policy.jwks_max_age
+
+    @classmethod
+    def build(cls, policy: RingPolicy, records: Sequence[KeyRecord]) -> RingView:
+        """Compute the view from the ring's records."""
+        active = [r for r in records if r.state is KeyState.ACTIVE]
+        signing = None
+        if active:
+            record = active[0]
+            signing = SigningKey(record=record, ref=ref_of(record))
+        return cls(
+            policy=policy,
+            records=tuple(records),
+            signing=signing,
+            jwks=build_jwks(published_keys(records)),
+        )
+
+
+def published_keys(records: Sequence[KeyRecord]) -> list[Jwk]:
+    """The JWKs of the records that belong in the JWKS, oldest first.
+
+    Order is by creation so every replica renders the same bytes for the same key set.
+    """
+    published = [r for r in records if r.state in PUBLISHED_STATES]
+    published.sort(key=lambda r: (r.created_at, r.kid))
+    return [published_jwk(r.alg, Jwk(**r.jwk), r.kid) for r in published]  # type: ignore[typeddict-item]

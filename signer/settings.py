@@ -1,0 +1,490 @@
+"""Configuration: the TOML file of DESIGN.md parsed once into a frozen ``Settings``.
+
+This is the only module that reads configuration from the filesystem or the environment; every
+other part of the signer gets its settings passed in. Every error names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jwks.algorithms import Alg, parse_alg
+from signer.durations import parse_duration
+from signer.errors import ConfigError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
+_PERMISSION = re.compile(r"^[a-z]+(:[a-z]+)*:([A-Za-z0-9_.*-]+)$|^audit:read$")
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_LISTEN = "127.0.0.1:8700"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """Where and how the HTTP server listens."""
+
+    host: str
+    port: int
+    default_ring: str
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HsmSettings:
+    """The PKCS#11 module, token and PIN (already resolved from its file or variable)."""
+
+    module: str
+    token_label: str
+    pin: str = field(repr=False)
+    softhsm2_conf: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    """The state store: a SQLite file path (``redis://`` comes with the replicas issue)."""
+
+    url: str
+    sqlite_path: Path | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRule:
+    """M-of-group quorum for a destructive ring operation."""
+
+    group: str
+    required: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingPolicy:
+    """One ring's algorithm and lifecycle durations, all in seconds."""
+
+    name: str
+    alg: Alg
+    rotation_period: int
+    prepublish: int
+    token_max_ttl: int
+    jwks_max_age: int
+    clock_skew: int
+    retain: int
+    allow_immediate_rotation: bool = False
+    approvals: Mapping[str, ApprovalRule] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """``count`` requests per ``per_seconds``."""
+
+    count: int
+    per_seconds: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrincipalSettings:
+    """A caller: the SHA-256 of its bearer token and its scoped permissions."""
+
+    name: str
+    token_sha256: bytes = field(repr=False)
+    permissions: tuple[str, ...]
+    rate_limit: RateLimit | None = None
+    cert_subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupSettings:
+    """A named set of principals (approvers)."""
+
+    name: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileSettings:
+    """An artifact-signing profile."""
+
+    name: str
+    ring: str
+    requesters: tuple[str, ...]
+    approvers: str
+    approvals_required: int
+    subjects: tuple[str, ...]
+    predicate_types: tuple[str, ...]
+    max_subjects: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    """Where committed audit records are streamed, if anywhere."""
+
+    sink: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The whole configuration, loaded once by the CLI."""
+
+    path: Path
+    server: ServerSettings
+    hsm: HsmSettings
+    store: StoreSettings
+    rings: tuple[RingPolicy, ...]
+    principals: tuple[PrincipalSettings, ...]
+    groups: tuple[GroupSettings, ...] = ()
+    profiles: tuple[ProfileSettings, ...] = ()
+    audit: AuditSettings = field(default_factory=AuditSettings)
+
+    def ring(self, name: str) -> RingPolicy | None:
+        """The policy of ring ``name``, if configured."""
+        return next((r for r in self.rings if r.name == name), None)
+
+
+class _Table:
+    """A TOML table being consumed: every read is by a dotted path used in error messages."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self._data = data
+        self._where = where
+        self._seen: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._seen.add(key)
+        return self._data.get(key, default)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.key(key)} is required")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.key(key)} must be a non-empty string")
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        if key not in self._data:
+            self._seen.add(key)
+            return None
+        return self.text(key)
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{self.key(key)} must be a positive integer")
+        return value
+
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(key)} must be true or false")
+        return value
+
+    def duration(self, key: str, default: object = None) -> int:
+        value = self.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.key(key)} is required")
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{self.key(key)}: {exc}") from None
+
+    def strings(self, key: str, default: list[str] | None = None) -> tuple[str, ...]:
+        value = self.get(key, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.key(key)} must be a list of strings")
+        return tuple(value)
+
+    def table(self, key: str) -> _Table:
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.key(key)} must be a table")
+        return _Table(value, self.key(key))
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{self.key(key)} must be an array of tables ([[{key}]])")
+        return [_Table(v, f"{self.key(key)}[{i}]") for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        """Refuse keys nobody read: a typo must not silently fall back to a default."""
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            raise ConfigError(f"unknown key {self.key(unknown[0])}")
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the TOML file at ``path``; raise ``ConfigError`` naming the bad key."""
+    env = os.environ if environ is None else environ
+    path = path.resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_settings(data, base=path.parent, path=path, environ=env)
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, base: Path, path: Path, environ: Mapping[str, str]
+) -> Settings:
+    """Build ``Settings`` from parsed TOML; relative paths resolve against ``base``."""
+    root = _Table(data, "")
+    rings = tuple(_ring(t) for t in root.tables("rings"))
+    if not rings:
+        raise ConfigError("rings: at least one [[rings]] table is required")
+    _unique("rings", [r.name for r in rings])
+    server = _server(root.table("server"), rings)
+    hsm = _hsm(root.table("hsm"), base, environ)
+    store = _store(root.table("store"), base)
+    principals = tuple(_principal(t) for t in root.tables("principals"))
+    _unique("principals", [p.name for p in principals])
+    _unique("principals token_sha256", [p.token_sha256.hex() for p in principals])
+    groups = tuple(_group(t) for t in root.tables("groups"))
+    _unique("groups", [g.name for g in groups])
+    profiles = tuple(_profile(t) for t in root.tables("profiles"))
+    _unique("profiles", [p.name for p in profiles])
+    audit_table = root.table("audit")
+    sink = audit_table.opt_str("sink")
+    audit_table.done()
+    root.done()
+    settings = Settings(
+        path=path,
+        server=server,
+        hsm=hsm,
+        store=store,
+        rings=rings,
+        principals=principals,
+        groups=groups,
+        profiles=profiles,
+        audit=AuditSettings(sink=(base / sink) if sink else None),
+    )
+    _cross_check(settings)
+    return settings
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{what}: duplicate {name!r}")
+        seen.add(name)
+
+
+def _name(table: _Table, key: str = "name") -> str:
+    name = table.text(key)
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"{table.key(key)}: {name!r} must match {NAME_PATTERN.pattern}")
+    return name
+
+
+def _server(table: _Table, rings: tuple[RingPolicy, ...]) -> ServerSettings:
+    listen = table.text("listen", DEFAULT_LISTEN)
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ConfigError(f"server.listen: expected HOST:PORT, got {listen!r}")
+    default_ring = table.text("default_ring", rings[0].name)
+    if default_ring not in {r.name for r in rings}:
+        raise ConfigError(f"server.default_ring: no ring named {default_ring!r}")
+    max_body = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    table.done()
+    host = host.strip("[]")
+    return ServerSettings(
+        host=host, port=int(port_text), default_ring=default_ring, max_body_bytes=max_body
+    )
+
+
+def _hsm(table: _Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
+    module = table.text("module")
+    token_label = table.text("token_label")
+    pin_file = table.opt_str("pin_file")
+    pin_env = table.opt_str("pin_env")
+    conf = table.opt_str("softhsm2_conf")
+    table.done()
+    if (pin_file is None) == (pin_env is None):
+        raise ConfigError("hsm: set exactly one of hsm.pin_file or hsm.pin_env")
+    if pin_file is not None:
+        pin_path = base / pin_file
+        try:
+            pin = pin_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"hsm.pin_file: cannot read {pin_path}: {exc.strerror}") from None
+    else:
+        assert pin_env is not None  # noqa: S101 -- narrowed by the exactly-one check above
+        pin = environ.get(pin_env, "")
+        if not pin:
+            raise ConfigError(f"hsm.pin_env: environment variable {pin_env} is unset or empty")
+    if not pin:
+        raise ConfigError("hsm: the PIN is empty")
+    return HsmSettings(
+        module=module,
+        token_label=token_label,
+        pin=pin,
+        softhsm2_conf=(base / conf) if conf else None,
+    )
+
+
+def _store(table: _Table, base: Path) -> StoreSettings:
+    url = table.text("url")
+    table.done()
+    if url.startswith("sqlite:"):
+        rest = url.removeprefix("sqlite:").removeprefix("//")
+        if not rest or rest == "/":
+            raise ConfigError("store.url: sqlite URL has no file path")
+        # Three slashes give an absolute path; two (or none) a path relative to the directory
+        # that holds the config file.
+        return StoreSettings(url=url, sqlite_path=base / rest)
+    raise ConfigError(f"store.url: unsupported store {url!r}; expected sqlite:///path/to/state.db")
+
+
+def _ring(table: _Table) -> RingPolicy:
+    name = _name(table)
+    try:
+        alg = parse_alg(table.text("alg"))
+    except ValueError as exc:
+        raise ConfigError(f"{table.key('alg')}: {exc}") from None
+    rotation_period = table.duration("rotation_period")
+    prepublish = table.duration("prepublish")
+    token_max_ttl = table.duration("token_max_ttl")
+    jwks_max_age = table.duration("jwks_max_age", min(prepublish, 3600))
+    clock_skew = table.duration("clock_skew", 30)
+    retain = table.duration("retain", 30 * 86400)
+    allow_immediate = table.flag("allow_immediate_rotation", default=False)
+    approvals_table = table.table("approvals")
+    approvals = {}
+    for op in ("destroy", "reinstate"):
+        rule = approvals_table.get(op)
+        if rule is None:
+            continue
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{table.key('approvals')}.{op} must be {{group, required}}")
+        rt = _Table(rule, f"{table.key('approvals')}.{op}")
+        approvals[op] = ApprovalRule(group=rt.text("group"), required=rt.integer("required"))
+        rt.done()
+    approvals_table.done()
+    table.done()
+    where = table.key
+    # DESIGN.md invariants: a relying party's cached JWKS must already hold the next key when it
+    # signs, so pre-publication must outlast the cache; and a period must leave room for it.
+    if prepublish < jwks_max_age:
+        raise ConfigError(
+            f"{where('prepublish')} ({prepublish}s) must be >= {where('jwks_max_age')} "
+            f"({jwks_max_age}s): relying parties could cache a JWKS without the next key"
+        )
+    if rotation_period <= prepublish:
+        raise ConfigError(
+            f"{where('rotation_period')} ({rotation_period}s) must be > "
+            f"{where('prepublish')} ({prepublish}s)"
+        )
+    return RingPolicy(
+        name=name,
+        alg=alg,
+        rotation_period=rotation_period,
+        prepublish=prepublish,
+        token_max_ttl=token_max_ttl,
+        jwks_max_age=jwks_max_age,
+        clock_skew=clock_skew,
+        retain=retain,
+        allow_immediate_rotation=allow_immediate,
+        approvals=approvals,
+    )
+
+
+def _rate_limit(table: _Table) -> RateLimit | None:
+    text = table.opt_str("rate_limit")
+    if text is None:
+        return None
+    match = _RATE.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ConfigError(f"{table.key('rate_limit')}: expected 'N/s', 'N/m' or 'N/h'")
+    return RateLimit(count=int(match.group(1)), per_seconds={"s": 1, "m": 60, "h": 3600}[match[2]])
+
+
+def _principal(table: _Table) -> PrincipalSettings:
+    name = _name(table)
+    digest = table.text("token_sha256").lower()
+    if not _HEX64.match(digest):
+        raise ConfigError(f"{table.key('token_sha256')} must be 64 hex characters (SHA-256)")
+    permissions = table.strings("permissions", [])
+    for perm in permissions:
+        if not _PERMISSION.match(perm):
+            raise ConfigError(f"{table.key('permissions')}: malformed permission {perm!r}")
+    principal = PrincipalSettings(
+        name=name,
+        token_sha256=bytes.fromhex(digest),
+        permissions=permissions,
+        rate_limit=_rate_limit(table),
+        cert_subject=table.opt_str("cert_subject"),
+    )
+    table.done()
+    return principal
+
+
+def _group(table: _Table) -> GroupSettings:
+    group = GroupSettings(name=_name(table), members=table.strings("members"))
+    table.done()
+    return group
+
+
+def _profile(table: _Table) -> ProfileSettings:
+    profile = ProfileSettings(
+        name=_name(table),
+        ring=table.text("ring"),
+        requesters=table.strings("requesters"),
+        approvers=table.text("approvers"),
+        approvals_required=table.integer("approvals_required"),
+        subjects=table.strings("subjects"),
+        predicate_types=table.strings("predicate_types", []),
+        max_subjects=table.integer("max_subjects", 64),
+    )
+    table.done()
+    return profile
+
+
+def _cross_check(settings: Settings) -> None:
+    principal_names = {p.name for p in settings.principals}
+    for i, group in enumerate(settings.groups):
+        for member in group.members:
+            if member not in principal_names:
+                raise ConfigError(f"groups[{i}].members: no principal named {member!r}")
+    _check_ring_approvals(settings)
+    _check_profiles(settings, principal_names)
+
+
+def _check_ring_approvals(settings: Settings) -> None:
+    groups = {g.name: g for g in settings.groups}
+    for i, ring in enumerate(settings.rings):
+        for op, rule in ring.approvals.items():
+            if rule.group not in groups:
+                raise ConfigError(f"rings[{i}].approvals.{op}.group: no group {rule.group!r}")
+            if rule.required > len(groups[rule.group].members):
+                raise ConfigError(
+                    f"rings[{i}].approvals.{op}.required: {rule.required} exceeds the "
+                    f"{len(groups[rule.group].members)} members of {rule.group!r}"
+                )
+
+
+def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
+    ring_names = {r.name for r in settings.rings}
+    groups = {g.name: g for g in settings.groups}
+    for i, profile in enumerate(settings.profiles):
+        if profile.ring not in ring_names:
+            raise ConfigError(f"profiles[{i}].ring: no ring named {profile.ring!r}")
+        if profile.approvers not in groups:
+            raise ConfigError(f"profiles[{i}].approvers: no group named {profile.approvers!r}")
+        for requester in profile.requesters:
+            if requester not in principal_names:
+                raise ConfigError(f"profiles[{i}].requesters: no principal named {requester!r}")
+        if profile.approvals_required > len(groups[profile.approvers].members):
+            raise ConfigError(
+                f"profiles[{i}].approvals_required: more than the members of {profile.approvers!r}"
+            )

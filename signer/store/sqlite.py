@@ -1,0 +1,232 @@
+"""SQLite ``StateStore``: the embedded single-node default.
+
+One connection, used from one worker thread (sqlite3 connections are thread-bound), in WAL mode
+with ``synchronous=FULL`` so a committed record survives power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jwks.algorithms import Alg
+from jwks.records import KeyRecord, KeyState, RingName
+from jwks.thumbprint import KeyId
+from signer.errors import KeyNotActive, StoreError, StoreUnavailable
+from signer.store.base import KeyUpdate, StaleWrite
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    kid TEXT PRIMARY KEY,
+    ring TEXT NOT NULL,
+    alg TEXT NOT NULL,
+    key_id TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    jwk TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    published_at INTEGER,
+    activated_at INTEGER,
+    draining_at INTEGER,
+    retired_at INTEGER,
+    revoked_at INTEGER,
+    destroyed_at INTEGER,
+    revoke_reason TEXT,
+    exp_watermark INTEGER,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_by_ring ON keys (ring, seq);
+-- DESIGN.md: exactly one active key per ring, enforced by the database as well.
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_ring ON keys (ring) WHERE state = 'active';
+"""
+_COLUMNS = (
+    "kid",
+    "ring",
+    "alg",
+    "key_id",
+    "label",
+    "jwk",
+    "state",
+    "created_at",
+    "published_at",
+    "activated_at",
+    "draining_at",
+    "retired_at",
+    "revoked_at",
+    "destroyed_at",
+    "revoke_reason",
+    "exp_watermark",
+)
+
+
+@contextmanager
+def sqlite_errors() -> Iterator[None]:
+    """Translate sqlite3 errors into the store's error family."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise StaleWrite(f"conflicting write: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite store error: {exc}") from exc
+
+
+def _to_row(record: KeyRecord) -> tuple[Any, ...]:
+    values = {name: getattr(record, name) for name in _COLUMNS}
+    values["jwk"] = json.dumps(dict(record.jwk), sort_keys=True)
+    values["alg"] = record.alg.value
+    values["state"] = record.state.value
+    return tuple(values[name] for name in _COLUMNS)
+
+
+def _from_row(row: sqlite3.Row) -> KeyRecord:
+    values = {name: row[name] for name in _COLUMNS}
+    values["jwk"] = json.loads(row["jwk"])
+    values["alg"] = Alg(row["alg"])
+    values["state"] = KeyState(row["state"])
+    values["kid"] = KeyId(row["kid"])
+    values["ring"] = RingName(row["ring"])
+    return KeyRecord(**values)
+
+
+class SqliteStore:
+    """A ``StateStore`` in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the SQLite store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with sqlite_errors():
+            if self._conn is None:
+                self._conn = self._connect()
+            return fn(self._conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise sqlite3.DatabaseError(
+                f"{self._path} has schema version {version}, newer than this signer's "
+                f"{SCHEMA_VERSION}"
+            )
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn
+
+    async def keys(self, ring: str | None = None) -> list[KeyRecord]:
+        """Every key record (of ``ring``), oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[KeyRecord]:
+            if ring is None:
+                rows = conn.execute("SELECT * FROM keys ORDER BY seq").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM keys WHERE ring = ? ORDER BY seq", (ring,)
+                ).fetchall()
+            return [_from_row(row) for row in rows]
+
+        return await self._run(query)
+
+    async def get_key(self, kid: KeyId) -> KeyRecord | None:
+        """The record of ``kid``, if any."""
+
+        def query(conn: sqlite3.Connection) -> KeyRecord | None:
+            row = conn.execute("SELECT * FROM keys WHERE kid = ?", (kid,)).fetchone()
+            return None if row is None else _from_row(row)
+
+        return await self._run(query)
+
+    async def insert_key(self, record: KeyRecord) -> None:
+        """Add a new key; raise ``StaleWrite`` if the kid or HSM key id already exists."""
+        columns = ", ".join(_COLUMNS)
+        marks = ", ".join("?" for _ in _COLUMNS)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM keys").fetchone()[0]
+                conn.execute(
+                    f"INSERT INTO keys ({columns}, seq) VALUES ({marks}, ?)",  # noqa: S608 -- fixed column names
+                    (*_to_row(record), seq),
+                )
+
+        await self._run(insert)
+
+    async def update_keys(self, updates: Sequence[KeyUpdate]) -> None:
+        """Apply all updates atomically, or none and raise ``StaleWrite``."""
+        assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "kid")
+
+        def update(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for item in updates:
+                    row = _to_row(item.record)
+                    cursor = conn.execute(
+                        f"UPDATE keys SET {assignments} WHERE kid = ? AND state = ?",  # noqa: S608 -- fixed column names
+                        (*row[1:], item.record.kid, item.expected.value),
+                    )
+                    if cursor.rowcount != 1:
+                        raise StaleWrite(
+                            f"key {item.record.kid} is no longer {item.expected.value}"
+                        )
+
+        await self._run(update)
+
+    async def raise_watermark(self, kid: KeyId, exp: int) -> int:
+        """Set the active key's ``exp_watermark`` to at least ``exp``; return the stored value."""
+
+        def update(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "UPDATE keys SET exp_watermark = MAX(COALESCE(exp_watermark, 0), ?) "
+                "WHERE kid = ? AND state = 'active' RETURNING exp_watermark",
+                (exp, kid),
+            ).fetchone()
+            if row is None:
+                raise KeyNotActive(f"key {kid} is not active")
+            return int(row[0])
+
+        return await self._run(update)
+
+    async def aping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers."""
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the worker thread."""
+        if self._closed:
+            return
+
+        def close(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._conn is not None:
+            await self._run(close)
+            self._conn = None
+        self._closed = True
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,76 @@
+"""JWT requests: parsed once at the edge into a ``JwtRequest``, then turned into claims.
+
+The signer owns ``iat`` and ``exp``: ``exp = now + ttl`` with ``ttl`` at most the ring's
+``token_max_ttl``. Claims that try to set either are refused, naming the claim.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from signer.errors import InvalidField, MalformedJson, ReservedClaim, UnknownField
+
+RESERVED_CLAIMS = ("iat", "exp")
+DEFAULT_TYP = "JWT"
+# RFC 7515 §4.1.9: a media type; we accept the short forms IdPs use ("JWT", "at+jwt", ...).
+_TYP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+/-]{0,63}$")
+_FIELDS = frozenset({"claims", "ttl", "typ"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JwtRequest:
+    """A validated request to sign one set of claims."""
+
+    claims: Mapping[str, Any] = field(hash=False)
+    ttl: int | None
+    typ: str
+
+    @classmethod
+    def parse(cls, body: object, *, token_max_ttl: int) -> JwtRequest:
+        """Parse a request body, raising a ``BadRequest`` subclass that names the bad field."""
+        if not isinstance(body, dict):
+            raise MalformedJson("the request body must be a JSON object")
+        unknown = sorted(set(body) - _FIELDS)
+        if unknown:
+            raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
+        claims = body.get("claims")
+        if not isinstance(claims, dict):
+            raise InvalidField("'claims' must be a JSON object", field="claims")
+        for name in RESERVED_CLAIMS:
+            if name in claims:
+                raise ReservedClaim(
+                    f"claim {name!r} is set by the signer and must not be sent",
+                    field=f"claims.{name}",
+                )
+        if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
+            raise InvalidField("claim 'jti' must be a non-empty string", field="claims.jti")
+        if "nbf" in claims:
+            raise ReservedClaim(
+                "claim 'nbf' is not accepted: tokens are valid from 'iat'", field="claims.nbf"
+            )
+        ttl = body.get("ttl")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+                raise InvalidField("'ttl' must be a positive integer of seconds", field="ttl")
+            if ttl > token_max_ttl:
+                raise InvalidField(
+                    f"'ttl' {ttl} exceeds the ring's token_max_ttl of {token_max_ttl} seconds",
+                    field="ttl",
+                )
+        typ = body.get("typ", DEFAULT_TYP)
+        if not isinstance(typ, str) or not _TYP.match(typ):
+            raise InvalidField("'typ' must be a short media type such as 'JWT'", field="typ")
+        return cls(claims=claims, ttl=ttl, typ=typ)
+
+    def claims_at(self, now: int, *, token_max_ttl: int) -> dict[str, Any]:
+        """The claims to sign at ``now``: caller's claims plus ``iat``, ``exp`` and a ``jti``."""
+        ttl = self.ttl if self.ttl is not None else token_max_ttl
+        claims = dict(self.claims)
+        claims["iat"] = now
+        claims["exp"] = now + ttl
+        claims.setdefault("jti", secrets.token_urlsafe(16))
+        return claims
