@@ -1,0 +1,69 @@
+"""JWT request parsing: the signer owns iat/exp; bad fields are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from signer.errors import InvalidField, MalformedJson, ReservedClaim, SignerError, UnknownField
+from signer.tokens import JwtRequest
+
+MAX = 3600
+
+
+def test_defaults_ttl_to_the_ring_maximum_and_adds_jti() -> None:
+    request = JwtRequest.parse({"claims": {"sub": "alice"}}, token_max_ttl=MAX)
+    claims = request.claims_at(1000, token_max_ttl=MAX)
+    assert claims["iat"] == 1000
+    assert claims["exp"] == 1000 + MAX
+    assert isinstance(claims["jti"], str)
+    assert len(claims["jti"]) >= 16
+    assert request.typ == "JWT"
+
+
+def test_keeps_a_callers_jti_and_ttl() -> None:
+    request = JwtRequest.parse(
+        {"claims": {"sub": "a", "jti": "j-1"}, "ttl": 60, "typ": "at+jwt"}, token_max_ttl=MAX
+    )
+    claims = request.claims_at(10, token_max_ttl=MAX)
+    assert claims["jti"] == "j-1"
+    assert claims["exp"] == 70
+    assert request.typ == "at+jwt"
+
+
+def test_two_requests_get_distinct_jtis() -> None:
+    request = JwtRequest.parse({"claims": {}}, token_max_ttl=MAX)
+    assert (
+        request.claims_at(0, token_max_ttl=MAX)["jti"]
+        != request.claims_at(0, token_max_ttl=MAX)["jti"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "field"),
+    [
+        ({"claims": {"iat": 1}}, ReservedClaim, "claims.iat"),
+        ({"claims": {"exp": 1}}, ReservedClaim, "claims.exp"),
+        ({"claims": {"nbf": 1}}, ReservedClaim, "claims.nbf"),
+        ({"claims": {}, "ttl": MAX + 1}, InvalidField, "ttl"),
+        ({"claims": {}, "ttl": 0}, InvalidField, "ttl"),
+        ({"claims": {}, "ttl": "60"}, InvalidField, "ttl"),
+        ({"claims": {}, "ttl": True}, InvalidField, "ttl"),
+        ({"claims": {}, "typ": "a b"}, InvalidField, "typ"),
+        ({"claims": {"jti": 5}}, InvalidField, "claims.jti"),
+        ({"claims": []}, InvalidField, "claims"),
+        ({}, InvalidField, "claims"),
+        ({"claims": {}, "kid": "x"}, UnknownField, "kid"),
+    ],
+)
+def test_bad_requests_name_the_field(
+    body: dict[str, object], error: type[SignerError], field: str
+) -> None:
+    with pytest.raises(error) as info:
+        JwtRequest.parse(body, token_max_ttl=MAX)
+    assert info.value.field == field
+    assert info.value.status == 400
+
+
+def test_non_object_body_is_malformed() -> None:
+    with pytest.raises(MalformedJson):
+        JwtRequest.parse(["claims"], token_max_ttl=MAX)
