@@ -116,7 +116,7 @@ def test_bad_config_is_refused_naming_the_key(
 
 
 def test_missing_rings_refused(tmp_path: Path) -> None:
-    text = BASE.split("[[rings]]")[0] + BASE.split('token_max_ttl = "1h"')[1]
+    text = BASE.split("[[rings]]", maxsplit=1)[0] + BASE.split('token_max_ttl = "1h"')[1]
     with pytest.raises(ConfigError, match="rings"):
         load_settings(write(tmp_path, text))
 
