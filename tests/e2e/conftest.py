@@ -1,0 +1,55 @@
+"""One ``signer serve`` process per test session, on its own SoftHSM token and SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import Setup, SignerProcess
+
+# A second principal that may sign on every ring, and one ring per algorithm.
+MULTI_TOKEN = "sgn_e2e-multi-ring-token"
+ALG_RINGS = {"es384": "ES384", "rs256": "RS256", "ps256": "PS256", "eddsa": "EdDSA"}
+
+
+def _extra_config() -> str:
+    parts = [
+        "\n[[principals]]",
+        'name = "multi"',
+        f'token_sha256 = "{hashlib.sha256(MULTI_TOKEN.encode()).hexdigest()}"',
+        'permissions = ["jwt:sign:*"]',
+    ]
+    for name, alg in ALG_RINGS.items():
+        parts += [
+            "",
+            "[[rings]]",
+            f'name = "{name}"',
+            f'alg = "{alg}"',
+            'rotation_period = "30d"',
+            'prepublish = "2d"',
+            'token_max_ttl = "10m"',
+        ]
+    return "\n".join(parts) + "\n"
+
+
+@pytest.fixture(scope="session")
+def signer_setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    """A directory made by ``signer init`` plus a ring per algorithm."""
+    return Setup.create(tmp_path_factory.mktemp("signer") / "dev", _extra_config())
+
+
+@pytest.fixture(scope="session")
+def signer(signer_setup: Setup) -> Iterator[SignerProcess]:
+    """The shared running signer."""
+    server = SignerProcess.start(signer_setup)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_setup(tmp_path: Path) -> Setup:
+    """A setup of its own, for tests that stop, kill or restart the server."""
+    return Setup.create(tmp_path / "own")

@@ -1,0 +1,160 @@
+"""The HTTP contract of a live signer: bad input gets a precise problem, JWKS caching works."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import MULTI_TOKEN
+from tests.e2e.server import SignerProcess
+
+PROBLEM = "application/problem+json"
+SIGN = "/v1/rings/default/jwt"
+
+
+def assert_problem(response: object, status: int, code: str, field: str | None = None) -> None:
+    from tests.e2e.server import Response  # noqa: PLC0415 -- typing aid only
+
+    assert isinstance(response, Response)
+    assert response.status == status, response.body
+    assert response.headers["Content-Type"].startswith(PROBLEM)
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["code"] == code
+    assert problem["type"] == f"urn:signer:problem:{code}"
+    assert problem["title"]
+    assert problem["detail"]
+    if field is not None:
+        assert problem["field"] == field
+    assert b"Traceback" not in response.body
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"claims": {"sub": "a", "iat": 1}}, "reserved_claim", "claims.iat"),
+        ({"claims": {"sub": "a", "exp": 1}}, "reserved_claim", "claims.exp"),
+        ({"claims": {}, "ttl": 3601}, "invalid_field", "ttl"),
+        ({"claims": {}, "ttl": -1}, "invalid_field", "ttl"),
+        ({"claims": "sub=a"}, "invalid_field", "claims"),
+        ({"claims": {}, "alg": "none"}, "unknown_field", "alg"),
+        ([], "malformed_json", None),
+    ],
+)
+def test_bad_fields_get_a_400_naming_the_field(
+    signer: SignerProcess, body: object, code: str, field: str | None
+) -> None:
+    response = signer.request("POST", SIGN, body=body, token=signer.setup.tokens["issuer"])
+    assert_problem(response, 400, code, field)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b'{"claims": {"sub": "a", "sub": "b"}}', b"", b"\xff"],
+    ids=["syntax", "duplicate-member", "empty", "not-utf8"],
+)
+def test_malformed_json_gets_400(signer: SignerProcess, raw: bytes) -> None:
+    response = signer.request(
+        "POST",
+        SIGN,
+        raw=raw,
+        token=signer.setup.tokens["issuer"],
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
+def test_oversized_body_gets_413(signer: SignerProcess) -> None:
+    body = {"claims": {"pad": "x" * 70_000}}
+    response = signer.request("POST", SIGN, body=body, token=signer.setup.tokens["issuer"])
+    assert_problem(response, 413, "body_too_large")
+
+
+def test_wrong_content_type_gets_415(signer: SignerProcess) -> None:
+    response = signer.request(
+        "POST",
+        SIGN,
+        raw=b'{"claims": {}}',
+        token=signer.setup.tokens["issuer"],
+        headers={"Content-Type": "text/plain"},
+    )
+    assert_problem(response, 415, "unsupported_media_type")
+
+
+def test_unknown_ring_gets_404(signer: SignerProcess) -> None:
+    response = signer.request("POST", "/v1/rings/nope/jwt", body={"claims": {}}, token=MULTI_TOKEN)
+    assert_problem(response, 404, "unknown_ring")
+    assert_problem(signer.request("GET", "/v1/rings/nope/jwks.json"), 404, "unknown_ring")
+
+
+def test_missing_token_gets_401_with_a_challenge(signer: SignerProcess) -> None:
+    response = signer.request("POST", SIGN, body={"claims": {}})
+    assert_problem(response, 401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_unknown_token_gets_401(signer: SignerProcess) -> None:
+    response = signer.request("POST", SIGN, body={"claims": {}}, token="sgn_guess")
+    assert_problem(response, 401, "unauthenticated")
+
+
+def test_missing_permission_gets_403(signer: SignerProcess) -> None:
+    """The admin role may manage keys but not sign tokens."""
+    response = signer.request("POST", SIGN, body={"claims": {}}, token=signer.setup.tokens["admin"])
+    assert_problem(response, 403, "forbidden")
+    assert "jwt:sign:default" in response.json()["detail"]
+
+
+def test_permission_is_scoped_to_the_ring(signer: SignerProcess) -> None:
+    response = signer.request(
+        "POST", "/v1/rings/es384/jwt", body={"claims": {}}, token=signer.setup.tokens["issuer"]
+    )
+    assert_problem(response, 403, "forbidden")
+
+
+def test_unknown_route_and_method_are_problems(signer: SignerProcess) -> None:
+    assert_problem(signer.request("GET", "/v1/nothing"), 404, "not_found")
+    response = signer.request("GET", SIGN)
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_tokens_never_reach_the_log(signer: SignerProcess) -> None:
+    signer.request("POST", SIGN, body={"claims": {}}, token="sgn_leak-canary")
+    signer.request("POST", SIGN, body={"claims": {}}, token=signer.setup.tokens["issuer"])
+    log = signer.log()
+    assert "sgn_leak-canary" not in log
+    assert signer.setup.tokens["issuer"] not in log
+
+
+def test_jwks_has_strong_etag_and_bounded_cache_control(signer: SignerProcess) -> None:
+    response = signer.request("GET", "/.well-known/jwks.json")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/jwk-set+json")
+    assert re.fullmatch(r'"[A-Za-z0-9_-]{43}"', response.headers["ETag"])
+    cache_control = response.headers["Cache-Control"]
+    assert "public" in cache_control
+    assert "no-store" not in cache_control
+    max_age = int(re.search(r"max-age=(\d+)", cache_control).group(1))  # type: ignore[union-attr]
+    assert 0 < max_age <= 3600  # jwks_max_age of the default ring
+
+
+def test_jwks_answers_304_to_a_matching_if_none_match(signer: SignerProcess) -> None:
+    first = signer.request("GET", "/.well-known/jwks.json")
+    etag = first.headers["ETag"]
+    again = signer.request("GET", "/.well-known/jwks.json", headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert again.body == b""
+    assert again.headers["ETag"] == etag
+    other = signer.request("GET", "/.well-known/jwks.json", headers={"If-None-Match": '"x"'})
+    assert other.status == 200
+    assert other.body == first.body
+
+
+def test_health_and_readiness(signer: SignerProcess) -> None:
+    assert signer.get_json("/healthz") == {"status": "ok"}
+    assert signer.get_json("/readyz") == {
+        "status": "ready",
+        "checks": {"hsm": "ok", "store": "ok"},
+    }
