@@ -1,0 +1,408 @@
+"""The PKCS#11 adapter on a real SoftHSM2 token: keys, signatures, custody proofs, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pkcs11.constants import Attribute
+from pkcs11.mechanisms import KeyType
+from pkcs11.types import Session
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from jwks.algorithms import Alg
+from signer.errors import HsmError, HsmUnavailable, KeyProofFailed
+from signer.hsm.base import KeyBackend, KeyRef
+from signer.hsm.pkcs11 import Pkcs11Backend
+from signer.hsm.softhsm import SoftHsmToken, find_module
+from tests.hsm_token import new_key_id
+
+MESSAGE = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9"
+PREFIX = "signer/test-pkcs11/"
+GENERATED = [Alg.ES256, Alg.ES384, Alg.EDDSA]
+
+
+def label(name: str = "key") -> str:
+    return f"{PREFIX}{name}/{new_key_id()}"
+
+
+@pytest.fixture(scope="module")
+def rsa_ref(hsm_token: SoftHsmToken) -> Iterator[KeyRef]:
+    """One RSA key per module: SoftHSM's RSA key generation takes a while."""
+
+    async def generate() -> KeyRef:
+        hsm = Pkcs11Backend(find_module(), hsm_token.label, hsm_token.pin)
+        try:
+            return await hsm.generate(Alg.RS256, new_key_id(), label("rsa"))
+        finally:
+            await hsm.aclose()
+
+    ref = asyncio.run(generate())
+    yield ref
+
+    async def destroy() -> None:
+        hsm = Pkcs11Backend(find_module(), hsm_token.label, hsm_token.pin)
+        try:
+            await hsm.destroy(ref)
+        finally:
+            await hsm.aclose()
+
+    asyncio.run(destroy())
+
+
+async def key_for(backend: Pkcs11Backend, alg: Alg, rsa_ref: KeyRef) -> KeyRef:
+    if alg in (Alg.RS256, Alg.PS256):
+        return dataclasses.replace(rsa_ref, alg=alg)
+    return await backend.generate(alg, new_key_id(), label(alg.value))
+
+
+def verify(alg: Alg, spki: bytes, data: bytes, signature: bytes) -> None:
+    """Verify a JOSE-form signature with ``cryptography``; raise InvalidSignature if bad."""
+    public = serialization.load_der_public_key(spki)
+    if alg in (Alg.ES256, Alg.ES384):
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        half = len(signature) // 2
+        der = encode_dss_signature(
+            int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        )
+        digest = hashes.SHA256() if alg is Alg.ES256 else hashes.SHA384()
+        public.verify(der, data, ec.ECDSA(digest))
+    elif alg is Alg.EDDSA:
+        assert isinstance(public, Ed25519PublicKey)
+        public.verify(signature, data)
+    else:
+        assert isinstance(public, rsa.RSAPublicKey)
+        pad: padding.AsymmetricPadding = padding.PKCS1v15()
+        if alg is Alg.PS256:
+            pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        public.verify(signature, data, pad, hashes.SHA256())
+
+
+def test_backend_satisfies_the_key_backend_port(backend: Pkcs11Backend) -> None:
+    port: KeyBackend = backend
+    assert port is backend
+
+
+@pytest.mark.parametrize("alg", list(Alg))
+async def test_signature_verifies_against_the_public_key(
+    backend: Pkcs11Backend, rsa_ref: KeyRef, alg: Alg
+) -> None:
+    ref = await key_for(backend, alg, rsa_ref)
+
+    signature = await backend.sign(ref, MESSAGE)
+
+    verify(alg, await backend.public_key(ref), MESSAGE, signature)
+
+
+@pytest.mark.parametrize(("alg", "size"), [(Alg.ES256, 64), (Alg.ES384, 96), (Alg.EDDSA, 64)])
+async def test_fixed_size_signatures_are_raw_jose_form(
+    backend: Pkcs11Backend, alg: Alg, size: int
+) -> None:
+    """RFC 7518 §3.4 / RFC 8037 §3.1: r||s (or R||S), never DER."""
+    ref = await backend.generate(alg, new_key_id(), label())
+
+    assert len(await backend.sign(ref, MESSAGE)) == size
+
+
+async def test_ps256_uses_sha256_mgf1_and_32_byte_salt_not_sha1(
+    backend: Pkcs11Backend, rsa_ref: KeyRef
+) -> None:
+    ref = dataclasses.replace(rsa_ref, alg=Alg.PS256)
+    signature = await backend.sign(ref, MESSAGE)
+    public = serialization.load_der_public_key(await backend.public_key(ref))
+    assert isinstance(public, rsa.RSAPublicKey)
+
+    public.verify(
+        signature,
+        MESSAGE,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+        hashes.SHA256(),
+    )
+    with pytest.raises(InvalidSignature):
+        public.verify(
+            signature,
+            MESSAGE,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA1()), salt_length=20),  # noqa: S303
+            hashes.SHA1(),  # noqa: S303 - proving the SHA-1 default is not used
+        )
+
+
+@pytest.mark.parametrize("alg", [*GENERATED, Alg.RS256])
+async def test_generated_keys_prove_non_exportable(
+    backend: Pkcs11Backend, rsa_ref: KeyRef, alg: Alg
+) -> None:
+    ref = await key_for(backend, alg, rsa_ref)
+
+    proof = await backend.prove(ref)
+
+    assert proof.sensitive
+    assert proof.never_extractable
+    assert proof.always_sensitive
+    assert proof.local
+    assert not proof.extractable
+    assert not proof.value_readable
+
+
+async def test_generated_private_key_can_only_sign(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+
+    def capabilities(session: Session) -> dict[Attribute, object]:
+        (key,) = session.get_objects(
+            {Attribute.ID: bytes.fromhex(ref.key_id), Attribute.SIGN: True}
+        )
+        return key.get_attributes(
+            [
+                Attribute.SIGN,
+                Attribute.DECRYPT,
+                Attribute.UNWRAP,
+                Attribute.DERIVE,
+                Attribute.MODIFIABLE,
+                Attribute.PRIVATE,
+                Attribute.TOKEN,
+            ]
+        )
+
+    values = await backend.run_in_session(capabilities)
+
+    assert values == {
+        Attribute.SIGN: True,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+        Attribute.DERIVE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.PRIVATE: True,
+        Attribute.TOKEN: True,
+    }
+
+
+async def exportable_key(backend: Pkcs11Backend) -> KeyRef:
+    """An EC key made the way the signer never makes one: readable and extractable."""
+    ref = KeyRef(key_id=new_key_id(), label=label("exportable"), alg=Alg.ES256)
+    ident = bytes.fromhex(ref.key_id)
+
+    def make(session: Session) -> None:
+        session.generate_keypair(
+            KeyType.EC,
+            public_template={
+                Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1"),
+                Attribute.TOKEN: True,
+                Attribute.VERIFY: True,
+                Attribute.ID: ident,
+                Attribute.LABEL: ref.label,
+            },
+            private_template={
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: False,
+                Attribute.EXTRACTABLE: True,
+                Attribute.SIGN: True,
+                Attribute.ID: ident,
+                Attribute.LABEL: ref.label,
+            },
+            store=True,
+        )
+
+    await backend.run_in_session(make)
+    return ref
+
+
+async def test_exportable_key_fails_proof_naming_its_attributes(backend: Pkcs11Backend) -> None:
+    ref = await exportable_key(backend)
+
+    with pytest.raises(KeyProofFailed) as caught:
+        await backend.prove(ref)
+
+    message = str(caught.value)
+    assert ref.label in message
+    for failure in (
+        "CKA_SENSITIVE is false",
+        "CKA_EXTRACTABLE is true",
+        "CKA_ALWAYS_SENSITIVE is false",
+        "CKA_NEVER_EXTRACTABLE is false",
+        "CKA_VALUE was readable",
+    ):
+        assert failure in message
+    await backend.destroy(ref)
+
+
+async def test_exportable_key_is_refused_for_signing(backend: Pkcs11Backend) -> None:
+    ref = await exportable_key(backend)
+
+    with pytest.raises(KeyProofFailed, match="CKA_EXTRACTABLE is true"):
+        await backend.sign(ref, MESSAGE)
+    await backend.destroy(ref)
+
+
+async def test_sign_with_a_key_of_another_alg_is_refused(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+
+    with pytest.raises(HsmError, match="not a ES384 key"):
+        await backend.sign(dataclasses.replace(ref, alg=Alg.ES384), MESSAGE)
+
+
+async def test_generate_refuses_an_existing_key_id(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+
+    with pytest.raises(HsmError, match="already exists"):
+        await backend.generate(Alg.ES256, ref.key_id, label())
+
+
+async def test_destroyed_key_can_no_longer_sign(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.sign(ref, MESSAGE)  # cached now; destroy must drop the cache
+
+    await backend.destroy(ref)
+
+    with pytest.raises(HsmError, match="no private key"):
+        await backend.sign(ref, MESSAGE)
+    with pytest.raises(HsmError, match="public key"):
+        await backend.public_key(ref)
+
+
+async def test_destroying_twice_is_not_an_error(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.EDDSA, new_key_id(), label())
+
+    await backend.destroy(ref)
+    await backend.destroy(ref)
+
+    assert ref not in await backend.list_refs(PREFIX)
+
+
+async def test_list_refs_finds_keys_by_label_prefix(
+    backend: Pkcs11Backend, rsa_ref: KeyRef
+) -> None:
+    ring = f"{PREFIX}ring-{new_key_id()}/"
+    refs = [
+        await backend.generate(Alg.ES256, new_key_id(), f"{ring}a"),
+        await backend.generate(Alg.ES384, new_key_id(), f"{ring}b"),
+        await backend.generate(Alg.EDDSA, new_key_id(), f"{ring}c"),
+    ]
+    await backend.generate(Alg.ES256, new_key_id(), f"{PREFIX}other-{new_key_id()}")
+
+    assert await backend.list_refs(ring) == refs
+    assert rsa_ref in await backend.list_refs(PREFIX)  # RSA keys are listed as RS256
+
+
+async def test_public_key_is_cached_per_key(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    first = await backend.public_key(ref)
+
+    def drop_public_half(session: Session) -> None:
+        for obj in list(session.get_objects({Attribute.ID: bytes.fromhex(ref.key_id)})):
+            if obj[Attribute.CLASS] == 2:  # CKO_PUBLIC_KEY
+                obj.destroy()
+
+    await backend.run_in_session(drop_public_half)
+
+    assert await backend.public_key(ref) == first
+
+
+async def test_300_concurrent_signatures_all_verify(backend: Pkcs11Backend) -> None:
+    """Every call funnels through the one PKCS#11 thread; SoftHSM would crash otherwise."""
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    spki = await backend.public_key(ref)
+    messages = [MESSAGE + str(n).encode() for n in range(300)]
+
+    signatures = await asyncio.gather(*(backend.sign(ref, m) for m in messages))
+
+    for message, signature in zip(messages, signatures, strict=True):
+        verify(Alg.ES256, spki, message, signature)
+
+
+async def test_concurrent_backends_share_one_session(hsm_token: SoftHsmToken) -> None:
+    """Login is per token, so a second backend must not log in (or out) on its own."""
+    first = Pkcs11Backend(find_module(), hsm_token.label, hsm_token.pin)
+    second = Pkcs11Backend(find_module(), hsm_token.label, hsm_token.pin)
+    ref = await first.generate(Alg.ES256, new_key_id(), label())
+
+    await asyncio.gather(*(hsm.sign(ref, MESSAGE) for hsm in [first, second] * 20))
+    await first.aclose()
+
+    verify(Alg.ES256, await second.public_key(ref), MESSAGE, await second.sign(ref, MESSAGE))
+    await second.aclose()
+
+
+async def test_lost_session_is_reopened(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.sign(ref, MESSAGE)
+    before = await backend.run_in_session(lambda session: session)
+
+    await backend.run_in_session(lambda session: session.close())  # behind the backend's back
+
+    verify(Alg.ES256, await backend.public_key(ref), MESSAGE, await backend.sign(ref, MESSAGE))
+    assert await backend.run_in_session(lambda session: session) is not before
+
+
+async def test_reopen_works_when_something_else_holds_the_login(
+    backend: Pkcs11Backend, hsm_token: SoftHsmToken
+) -> None:
+    """Login is per token: reopening must not fail with UserAlreadyLoggedIn."""
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.sign(ref, MESSAGE)
+
+    def replace_login(session: Session) -> Session:
+        session.close()
+        return session.token.open(rw=True, user_pin=hsm_token.pin)
+
+    other = await backend.run_in_session(replace_login)
+
+    verify(Alg.ES256, await backend.public_key(ref), MESSAGE, await backend.sign(ref, MESSAGE))
+    await backend.run_in_session(lambda session: other.close())
+
+
+async def test_two_spellings_of_one_module_share_its_library(
+    hsm_token: SoftHsmToken, tmp_path: Path
+) -> None:
+    """python-pkcs11 fails C_Initialize for a second path to an already loaded module."""
+    link = tmp_path / "libsofthsm2.so"
+    link.symlink_to(find_module())
+    first = Pkcs11Backend(find_module(), hsm_token.label, hsm_token.pin)
+    second = Pkcs11Backend(str(link), hsm_token.label, hsm_token.pin)
+
+    await first.aping()
+    await second.aping()
+
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_ping_answers_on_a_live_token(backend: Pkcs11Backend) -> None:
+    await backend.aping()
+
+
+async def test_calls_after_aclose_raise_a_clear_error(hsm_token: SoftHsmToken) -> None:
+    hsm = await Pkcs11Backend.open(find_module(), hsm_token.label, hsm_token.pin)
+
+    await hsm.aclose()
+    await hsm.aclose()  # idempotent
+
+    with pytest.raises(HsmUnavailable, match="closed"):
+        await hsm.aping()
+    with pytest.raises(HsmUnavailable, match="closed"):
+        await hsm.generate(Alg.ES256, new_key_id(), label())
+
+
+async def test_wrong_pin_is_unavailable_without_echoing_it(hsm_token: SoftHsmToken) -> None:
+    with pytest.raises(HsmUnavailable, match="PinIncorrect") as caught:
+        await Pkcs11Backend.open(find_module(), hsm_token.label, "wrong-pin-0000")
+
+    assert "wrong-pin-0000" not in str(caught.value)
+    assert hsm_token.pin not in str(caught.value)
+
+
+async def test_missing_token_is_unavailable(hsm_token: SoftHsmToken) -> None:
+    with pytest.raises(HsmUnavailable, match="NoSuchToken"):
+        await Pkcs11Backend.open(find_module(), "no-such-token", hsm_token.pin)
+
+
+async def test_missing_module_is_unavailable(hsm_token: SoftHsmToken) -> None:
+    with pytest.raises(HsmUnavailable, match="cannot load PKCS#11 module"):
+        await Pkcs11Backend.open("/nonexistent/libpkcs11.so", hsm_token.label, hsm_token.pin)
