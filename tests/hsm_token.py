@@ -13,6 +13,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pkcs11.constants import Attribute
+from pkcs11.mechanisms import KeyType
+from pkcs11.types import Session
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from jwks.algorithms import Alg
+from signer.hsm.base import KeyRef
+from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.hsm.softhsm import SoftHsmToken, provision_token
 
 _session: SoftHsmToken | None = None
@@ -42,3 +50,36 @@ def session_token() -> SoftHsmToken:
 def new_key_id() -> str:
     """A random 16-byte key id (hex), so tests sharing the session token never collide."""
     return secrets.token_hex(16)
+
+
+async def make_exportable_key(backend: Pkcs11Backend, ring: str = "test") -> KeyRef:
+    """An EC key made the way the signer never makes one: readable and extractable."""
+    ref = KeyRef(
+        key_id=new_key_id(), label=f"signer/{ring}/exportable-{secrets.token_hex(4)}", alg=Alg.ES256
+    )
+    ident = bytes.fromhex(ref.key_id)
+
+    def make(session: Session) -> None:
+        session.generate_keypair(
+            KeyType.EC,
+            public_template={
+                Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1"),
+                Attribute.TOKEN: True,
+                Attribute.VERIFY: True,
+                Attribute.ID: ident,
+                Attribute.LABEL: ref.label,
+            },
+            private_template={
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: False,
+                Attribute.EXTRACTABLE: True,
+                Attribute.SIGN: True,
+                Attribute.ID: ident,
+                Attribute.LABEL: ref.label,
+            },
+            store=True,
+        )
+
+    await backend.run_in_session(make)
+    return ref

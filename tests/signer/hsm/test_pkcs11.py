@@ -14,16 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11.constants import Attribute
-from pkcs11.mechanisms import KeyType
 from pkcs11.types import Session
-from pkcs11.util.ec import encode_named_curve_parameters
 
 from jwks.algorithms import Alg
 from signer.errors import HsmError, HsmUnavailable, KeyProofFailed
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.hsm.softhsm import SoftHsmToken, find_module
-from tests.hsm_token import new_key_id
+from tests.hsm_token import make_exportable_key, new_key_id
 
 MESSAGE = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9"
 PREFIX = "signer/test-pkcs11/"
@@ -183,39 +181,8 @@ async def test_generated_private_key_can_only_sign(backend: Pkcs11Backend) -> No
     }
 
 
-async def exportable_key(backend: Pkcs11Backend) -> KeyRef:
-    """An EC key made the way the signer never makes one: readable and extractable."""
-    ref = KeyRef(key_id=new_key_id(), label=label("exportable"), alg=Alg.ES256)
-    ident = bytes.fromhex(ref.key_id)
-
-    def make(session: Session) -> None:
-        session.generate_keypair(
-            KeyType.EC,
-            public_template={
-                Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1"),
-                Attribute.TOKEN: True,
-                Attribute.VERIFY: True,
-                Attribute.ID: ident,
-                Attribute.LABEL: ref.label,
-            },
-            private_template={
-                Attribute.TOKEN: True,
-                Attribute.PRIVATE: True,
-                Attribute.SENSITIVE: False,
-                Attribute.EXTRACTABLE: True,
-                Attribute.SIGN: True,
-                Attribute.ID: ident,
-                Attribute.LABEL: ref.label,
-            },
-            store=True,
-        )
-
-    await backend.run_in_session(make)
-    return ref
-
-
 async def test_exportable_key_fails_proof_naming_its_attributes(backend: Pkcs11Backend) -> None:
-    ref = await exportable_key(backend)
+    ref = await make_exportable_key(backend)
 
     with pytest.raises(KeyProofFailed) as caught:
         await backend.prove(ref)
@@ -234,7 +201,7 @@ async def test_exportable_key_fails_proof_naming_its_attributes(backend: Pkcs11B
 
 
 async def test_exportable_key_is_refused_for_signing(backend: Pkcs11Backend) -> None:
-    ref = await exportable_key(backend)
+    ref = await make_exportable_key(backend)
 
     with pytest.raises(KeyProofFailed, match="CKA_EXTRACTABLE is true"):
         await backend.sign(ref, MESSAGE)
