@@ -54,6 +54,8 @@ class KeyRecord:
     destroyed_at: int | None = None
     revoke_reason: str | None = None
     exp_watermark: int | None = None  # the latest ``exp`` this key has signed (or reserved)
+    rotate_requested_at: int | None = None  # an operator asked to rotate this active key early
+    emergency: bool = False  # activated without a full pre-publication (revocation, immediate)
 
     def with_state(self, state: KeyState, now: int, **changes: object) -> KeyRecord:
         """A copy moved to ``state`` with its timestamp set to ``now``."""

@@ -5,19 +5,22 @@ Handlers parse, call the service and render; errors are rendered by ``problem_mi
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
 from jwks.document import etag_matches
-from signer.auth import Authenticator, Principal, require
+from signer import admin
+from signer.auth import Authenticator, require
 from signer.bodies import read_json
+from signer.context import AUTH, KEEPER, SERVICE, SETTINGS, json_response, principal_of
 from signer.hsm.base import KeyBackend
+from signer.keeper import Keeper
 from signer.problems import problem_middleware
 from signer.service import Clock, SignerService
 from signer.settings import Settings
@@ -26,9 +29,6 @@ from signer.tokens import JwtRequest
 
 log = logging.getLogger("signer.http")
 
-SERVICE = web.AppKey("service", SignerService)
-AUTH = web.AppKey("auth", Authenticator)
-SETTINGS = web.AppKey("settings", Settings)
 
 JWKS_CONTENT_TYPE = "application/jwk-set+json"
 # A short stale-while-revalidate lets caches answer while they refetch, without outliving a
@@ -54,19 +54,9 @@ def open_store(settings: Settings) -> StateStore:
     return SqliteStore(settings.store.sqlite_path)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data).encode(), content_type="application/json"
-    )
-
-
-def _principal(request: web.Request) -> Principal:
-    return request.app[AUTH].authenticate(request.headers.get("Authorization"))
-
-
 async def sign_jwt(request: web.Request) -> web.Response:
     """POST /v1/rings/{ring}/jwt: sign the posted claims with the ring's active key."""
-    principal = _principal(request)
+    principal = principal_of(request)
     service = request.app[SERVICE]
     ring = request.match_info["ring"]
     view = service.view(ring)
@@ -74,7 +64,9 @@ async def sign_jwt(request: web.Request) -> web.Response:
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
     jwt_request = JwtRequest.parse(body, token_max_ttl=view.policy.token_max_ttl)
     signed = await service.sign_jwt(ring, jwt_request)
-    return _json({"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp})
+    return json_response(
+        {"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp}
+    )
 
 
 def _jwks_response(request: web.Request, ring: str) -> web.Response:
@@ -103,7 +95,7 @@ async def ring_jwks(request: web.Request) -> web.Response:
 
 async def healthz(_request: web.Request) -> web.Response:
     """Liveness: the process serves requests."""
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -117,7 +109,7 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception as exc:  # noqa: BLE001 -- any failure means not ready
             checks[name] = getattr(exc, "code", "error")
     ready = all(v == "ok" for v in checks.values())
-    return _json(
+    return json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
 
@@ -145,10 +137,16 @@ def create_app(
             store=store if store is not None else open_store(settings),
             clock=clock,
         )
+        keeper = Keeper(service)
         try:
-            await service.start()
+            await keeper.start()
             app[SERVICE] = service
+            app[KEEPER] = keeper
+            task = asyncio.create_task(keeper.run(), name="lifecycle")
             yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         finally:
             await service.backend.aclose()
             await service.store.aclose()
@@ -159,4 +157,5 @@ def create_app(
     app.router.add_post("/v1/rings/{ring}/jwt", sign_jwt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    admin.add_routes(app)
     return app

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from jwks.document import JwksDocument, build_jwks
 from jwks.jwk import Jwk, published_jwk
 from jwks.jws import encode_header
-from jwks.records import PUBLISHED_STATES, KeyRecord, KeyState
+from jwks.lifecycle import next_jwks_change, published
+from jwks.records import KeyRecord, KeyState
 from signer.hsm.base import KeyRef
 from signer.settings import RingPolicy
 
@@ -48,10 +49,16 @@ class RingView:
     signing: SigningKey | None
     jwks: JwksDocument
 
+    changes_at: int | None  # when the key set next changes by schedule
+
     def cache_max_age(self, now: int) -> int:
-        """Seconds a relying party may cache this JWKS: at most ``jwks_max_age``."""
-        del now  # the lifecycle issue bounds this by the time of the next key-set change
-        return self.policy.jwks_max_age
+        """Seconds a relying party may cache this JWKS.
+
+        Never more than ``jwks_max_age``, nor past the next scheduled change of the key set.
+        """
+        if self.changes_at is None:
+            return self.policy.jwks_max_age
+        return max(0, min(self.policy.jwks_max_age, self.changes_at - now))
 
     @classmethod
     def build(cls, policy: RingPolicy, records: Sequence[KeyRecord]) -> RingView:
@@ -66,14 +73,13 @@ class RingView:
             records=tuple(records),
             signing=signing,
             jwks=build_jwks(published_keys(records)),
+            changes_at=next_jwks_change(policy, records),
         )
 
 
 def published_keys(records: Sequence[KeyRecord]) -> list[Jwk]:
     """The JWKs of the records that belong in the JWKS, oldest first.
 
-    Order is by creation so every replica renders the same bytes for the same key set.
+    The order depends only on the records, so every replica renders the same bytes.
     """
-    published = [r for r in records if r.state in PUBLISHED_STATES]
-    published.sort(key=lambda r: (r.created_at, r.kid))
-    return [published_jwk(r.alg, Jwk(**r.jwk), r.kid) for r in published]  # type: ignore[typeddict-item]
+    return [published_jwk(r.alg, Jwk(**r.jwk), r.kid) for r in published(records)]  # type: ignore[typeddict-item]

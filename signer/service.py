@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jwks.jwk import Jwk, public_jwk
 from jwks.jws import compact, encode_claims, signing_input
-from jwks.records import PUBLISHED_STATES, KeyRecord, KeyState, RingName
+from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId, thumbprint
 from signer.errors import KeyNotActive, KeyProofFailed, UnknownRing
 from signer.hsm.base import KeyBackend, KeyRef
-from signer.rings import RingView, ref_of
+from signer.rings import RingView, SigningKey, ref_of
 from signer.settings import RingPolicy, Settings
 from signer.store.base import StateStore
 from signer.tokens import JwtRequest
@@ -90,6 +90,7 @@ class SignerService:
         self._policies: dict[str, RingPolicy] = {r.name: r for r in settings.rings}
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)
+        self._revoked: set[KeyId] = set()
 
     @property
     def views(self) -> Mapping[str, RingView]:
@@ -103,21 +104,27 @@ class SignerService:
         except KeyError:
             raise UnknownRing(f"no ring named {ring!r}") from None
 
-    async def start(self) -> None:
-        """Bring every configured ring up: a proven active key and a JWKS for each."""
-        for policy in self.settings.rings:
-            records = await self.store.keys(policy.name)
-            if not any(r.state is KeyState.ACTIVE for r in records):
-                records.append(await self._bootstrap_key(policy))
-            for record in records:
-                if record.state in PUBLISHED_STATES:
-                    await self._prove(ref_of(record), kid=record.kid)
-                if record.state is KeyState.ACTIVE:
-                    self._watermarks.seed(record)
-            self._views[policy.name] = RingView.build(policy, records)
+    def refresh(self, ring: str, records: Sequence[KeyRecord]) -> RingView:
+        """Rebuild ``ring``'s view from its records (after every lifecycle write)."""
+        view = RingView.build(self._policies[ring], records)
+        for record in records:
+            if record.state is KeyState.ACTIVE:
+                self._watermarks.seed(record)
+            elif record.state is KeyState.REVOKED:
+                self._revoked.add(record.kid)
+        self._views[ring] = view
+        return view
 
-    async def generate_key(self, policy: RingPolicy, *, state: KeyState) -> KeyRecord:
-        """Generate a key on the token and describe it; the caller persists the record."""
+    async def prove_record(self, record: KeyRecord) -> None:
+        """Refuse a recorded key that fails its custody proof or is not the key of its kid."""
+        await self._prove(ref_of(record), kid=record.kid)
+
+    async def generate_key(self, policy: RingPolicy, *, active: bool) -> KeyRecord:
+        """Generate and prove a key on the token and describe it; the caller persists it.
+
+        An ``active`` key signs at once (a new ring's first key, or an emergency with no
+        standby left); every other key starts ``pending`` and is published first.
+        """
         key_id = secrets.token_hex(16)
         ref = await self.backend.generate(policy.alg, key_id, key_label(policy.name, key_id))
         members = await self._prove(ref)
@@ -129,22 +136,12 @@ class SignerService:
             key_id=key_id,
             label=ref.label,
             jwk=dict(members),  # type: ignore[arg-type]
-            state=state,
+            state=KeyState.ACTIVE if active else KeyState.PENDING,
             created_at=now,
             published_at=now,
-            activated_at=now if state is KeyState.ACTIVE else None,
+            activated_at=now if active else None,
+            emergency=active,
         )
-
-    async def _bootstrap_key(self, policy: RingPolicy) -> KeyRecord:
-        # A brand-new ring has no relying party yet, so its first key may sign at once; every
-        # later key is pre-published (the rotation issue).
-        record = await self.generate_key(policy, state=KeyState.ACTIVE)
-        await self.store.insert_key(record)
-        log.info(
-            "generated first key of ring",
-            extra={"ring": policy.name, "kid": record.kid, "alg": record.alg.value},
-        )
-        return record
 
     async def _prove(self, ref: KeyRef, *, kid: KeyId | None = None) -> Jwk:
         """Refuse a key that is not provably non-exportable or whose public half is not ``kid``.
@@ -162,13 +159,33 @@ class SignerService:
         return members
 
     async def sign_jwt(self, ring: str, request: JwtRequest) -> SignedJwt:
-        """Sign ``request``'s claims with the ring's active key."""
-        view = self.view(ring)
-        key = view.signing
+        """Sign ``request``'s claims with the ring's active key.
+
+        A rotation or revocation can land while a request is in flight; the request then
+        retries once on the new key, so no token signed after a revocation carries the
+        revoked kid.
+        """
+        for _ in range(2):
+            key = self._signing_key(ring)
+            try:
+                signed = await self._sign_with(key, self.view(ring).policy, request)
+            except KeyNotActive:
+                continue  # the store moved the key on; the view follows within the write
+            if key.record.kid not in self._revoked:
+                return signed
+        raise KeyNotActive(f"ring {ring!r} has no key that may sign right now")
+
+    def _signing_key(self, ring: str) -> SigningKey:
+        key = self.view(ring).signing
         if key is None:
             raise KeyNotActive(f"ring {ring!r} has no active key")
+        return key
+
+    async def _sign_with(
+        self, key: SigningKey, policy: RingPolicy, request: JwtRequest
+    ) -> SignedJwt:
         now = int(self.clock())
-        claims = request.claims_at(now, token_max_ttl=view.policy.token_max_ttl)
+        claims = request.claims_at(now, token_max_ttl=policy.token_max_ttl)
         exp: int = claims["exp"]
         await self._watermarks.ensure(key.record.kid, exp)
         data = signing_input(key.header(request.typ), encode_claims(claims))

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS keys (
     destroyed_at INTEGER,
     revoke_reason TEXT,
     exp_watermark INTEGER,
+    rotate_requested_at INTEGER,
+    emergency INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS keys_by_ring ON keys (ring, seq);
@@ -65,6 +67,8 @@ _COLUMNS = (
     "destroyed_at",
     "revoke_reason",
     "exp_watermark",
+    "rotate_requested_at",
+    "emergency",
 )
 
 
@@ -96,6 +100,7 @@ def _from_row(row: sqlite3.Row) -> KeyRecord:
     values["state"] = KeyState(row["state"])
     values["kid"] = KeyId(row["kid"])
     values["ring"] = RingName(row["ring"])
+    values["emergency"] = bool(row["emergency"])
     return KeyRecord(**values)
 
 

@@ -73,13 +73,14 @@ def test_token_verifies_with_joserfc(signer: SignerProcess, ring: str, alg: str)
 def test_kid_is_the_rfc7638_thumbprint_of_the_published_jwk(
     signer: SignerProcess, ring: str, alg: str
 ) -> None:
+    """The JWKS holds the active key and its pre-published standby, each kid a thumbprint."""
     document = signer.get_json(f"/v1/rings/{ring}/jwks.json")
-    assert len(document["keys"]) == 1
-    (published,) = document["keys"]
-    assert published["alg"] == alg
-    assert published["use"] == "sig"
-    assert "d" not in published
-    assert JWKRegistry.import_key(published).thumbprint() == published["kid"]
+    assert len(document["keys"]) == 2
+    for published in document["keys"]:
+        assert published["alg"] == alg
+        assert published["use"] == "sig"
+        assert "d" not in published
+        assert JWKRegistry.import_key(published).thumbprint() == published["kid"]
 
 
 def test_default_jwks_is_the_default_rings(signer: SignerProcess) -> None:

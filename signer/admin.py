@@ -1,0 +1,136 @@
+"""Key administration over HTTP: rings, keys, rotation and the kill-switch.
+
+Every endpoint needs ``keys:admin:<ring>``; listing shows only the rings a principal administers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from jwks.records import KeyRecord
+from jwks.thumbprint import KeyId
+from signer.auth import require
+from signer.bodies import read_json
+from signer.context import KEEPER, SERVICE, SETTINGS, json_response, principal_of
+from signer.errors import Forbidden, InvalidField, MalformedJson, UnknownField, UnknownKey
+from signer.rings import RingView
+
+MAX_REASON = 500
+
+
+def key_document(record: KeyRecord) -> dict[str, Any]:
+    """A key record as the admin API shows it (public material and lifecycle facts only)."""
+    doc = asdict(record)
+    doc["alg"] = record.alg.value
+    doc["state"] = record.state.value
+    doc["jwk"] = dict(record.jwk)
+    return doc
+
+
+def ring_document(view: RingView, next_transition_at: int | None) -> dict[str, Any]:
+    """A ring's policy, keys and schedule."""
+    policy = view.policy
+    return {
+        "name": policy.name,
+        "alg": policy.alg.value,
+        "policy": {
+            "rotation_period": policy.rotation_period,
+            "prepublish": policy.prepublish,
+            "token_max_ttl": policy.token_max_ttl,
+            "jwks_max_age": policy.jwks_max_age,
+            "clock_skew": policy.clock_skew,
+            "retain": policy.retain,
+            "allow_immediate_rotation": policy.allow_immediate_rotation,
+        },
+        "active_kid": view.signing.record.kid if view.signing else None,
+        "next_transition_at": next_transition_at,
+        "keys": [key_document(r) for r in view.records],
+    }
+
+
+def _options(body: object, allowed: dict[str, type]) -> dict[str, Any]:
+    """Check a small admin body: an object with only ``allowed`` members of the right types."""
+    if not isinstance(body, dict):
+        raise MalformedJson("the request body must be a JSON object")
+    for name, value in body.items():
+        if name not in allowed:
+            raise UnknownField(f"unknown field {name!r}", field=name)
+        if not isinstance(value, allowed[name]):
+            raise InvalidField(f"{name!r} must be {allowed[name].__name__}", field=name)
+    return body
+
+
+async def _optional_body(request: web.Request) -> object:
+    if not request.body_exists:
+        return {}
+    return await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+
+
+async def list_rings(request: web.Request) -> web.Response:
+    """GET /v1/rings: the rings this principal administers."""
+    principal = principal_of(request)
+    service = request.app[SERVICE]
+    keeper = request.app[KEEPER]
+    rings = [
+        ring_document(view, keeper.next_transition(name))
+        for name, view in service.views.items()
+        if principal.allows(f"keys:admin:{name}")
+    ]
+    if not rings:
+        raise Forbidden(f"principal {principal.name!r} administers no ring (keys:admin:<ring>)")
+    return json_response({"rings": rings})
+
+
+async def get_ring(request: web.Request) -> web.Response:
+    """GET /v1/rings/{ring}: keys with state and every lifecycle timestamp."""
+    principal = principal_of(request)
+    ring = request.match_info["ring"]
+    view = request.app[SERVICE].view(ring)
+    require(principal, f"keys:admin:{ring}")
+    return json_response(ring_document(view, request.app[KEEPER].next_transition(ring)))
+
+
+async def rotate_ring(request: web.Request) -> web.Response:
+    """POST /v1/rings/{ring}/rotate: a safe rotation via the pre-published standby."""
+    principal = principal_of(request)
+    ring = request.match_info["ring"]
+    request.app[SERVICE].view(ring)
+    require(principal, f"keys:admin:{ring}")
+    options = _options(await _optional_body(request), {"immediate": bool, "reason": str})
+    accepted = await request.app[KEEPER].rotate(ring, immediate=options.get("immediate", False))
+    return json_response(
+        {
+            "ring": accepted.ring,
+            "requested_at": accepted.requested_at,
+            "activates_at": accepted.activates_at,
+        },
+        status=202,
+    )
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """POST /v1/keys/{kid}/revoke: the kill-switch."""
+    principal = principal_of(request)
+    kid = KeyId(request.match_info["kid"])
+    record = await request.app[SERVICE].store.get_key(kid)
+    if record is None:
+        raise UnknownKey(f"no key with kid {kid!r}")
+    require(principal, f"keys:admin:{record.ring}")
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    options = _options(body, {"reason": str})
+    reason = options.get("reason", "").strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise InvalidField(f"'reason' must be 1 to {MAX_REASON} characters", field="reason")
+    done = await request.app[KEEPER].revoke(kid, reason)
+    return json_response({"key": key_document(done.revoked), "active_kid": done.active})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the admin endpoints."""
+    app.router.add_get("/v1/rings", list_rings)
+    app.router.add_get("/v1/rings/{ring}", get_ring)
+    app.router.add_post("/v1/rings/{ring}/rotate", rotate_ring)
+    app.router.add_post("/v1/keys/{kid}/revoke", revoke_key)

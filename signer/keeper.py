@@ -1,0 +1,220 @@
+"""The lifecycle shell: applies what ``jwks.lifecycle`` decides, to the store and the HSM.
+
+Order of effects, so a crash at any point converges on restart:
+
+- generate: the key is made on the token first, then its record is inserted. A crash between
+  leaves an orphan on the token with no record; ``sweep`` destroys it at the next start (it was
+  never published, so nothing can depend on it).
+- transitions: persisted atomically (compare-and-set on the states read) before anything acts
+  on them; the in-memory view is rebuilt right after each write.
+- destroy: the record moves to ``destroyed`` first, then the private key is destroyed; ``sweep``
+  finishes a destroy that a crash interrupted.
+
+The scheduler sleeps until the next due time computed from the records (no polling lag), and
+wakes early when an operator rotates or revokes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jwks import lifecycle
+from jwks.lifecycle import Change, Generate
+from jwks.records import HELD_STATES, KeyRecord, KeyState
+from jwks.thumbprint import KeyId
+from signer.errors import Conflict, InvalidField, SignerError, UnknownKey
+from signer.rings import ref_of
+from signer.service import SignerService
+from signer.settings import RingPolicy
+from signer.store.base import KeyUpdate, StaleWrite
+
+log = logging.getLogger("signer.keeper")
+
+MAX_ROUNDS = 8  # a tick settles in at most: promote, retire, destroy, generate
+RECONCILE_SECONDS = 60.0  # look at the store at least this often, whatever is due
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationAccepted:
+    """The answer to a rotate request."""
+
+    ring: str
+    requested_at: int
+    activates_at: int  # when the pre-published key takes over (now, for an immediate one)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevocationDone:
+    """The answer to a revoke request."""
+
+    revoked: KeyRecord
+    active: KeyId | None  # the ring's signing key after the kill-switch
+
+
+class Keeper:
+    """Runs each ring's lifecycle: scheduled ticks, rotate and revoke requests, start-up sweep."""
+
+    def __init__(self, service: SignerService) -> None:
+        self._service = service
+        self._store = service.store
+        self._backend = service.backend
+        self._locks = {policy.name: asyncio.Lock() for policy in service.settings.rings}
+        self._wake = asyncio.Event()
+        self._next_at: dict[str, int | None] = {}
+
+    def next_transition(self, ring: str) -> int | None:
+        """When ``ring``'s next scheduled transition is due, as of the last tick."""
+        return self._next_at.get(ring)
+
+    def _now(self) -> int:
+        return int(self._service.clock())
+
+    async def start(self) -> None:
+        """Sweep the token, prove every key in use, and settle every ring."""
+        await self.sweep()
+        for policy in self._service.settings.rings:
+            for record in await self._store.keys(policy.name):
+                if record.state in (KeyState.PENDING, KeyState.ACTIVE, KeyState.DRAINING):
+                    await self._service.prove_record(record)
+            await self.tick(policy)
+
+    async def sweep(self) -> None:
+        """Destroy keys on the token that the store does not hold (or holds as destroyed).
+
+        Only labels under ``signer/<ring>/`` of configured rings are considered: the token
+        belongs to this deployment, but never touch what is not ours by name.
+        """
+        for policy in self._service.settings.rings:
+            records = await self._store.keys(policy.name)
+            held = {r.key_id for r in records if r.state in HELD_STATES}
+            for ref in await self._backend.list_refs(f"signer/{policy.name}/"):
+                if ref.key_id in held:
+                    continue
+                log.warning(
+                    "destroying key on the token with no live record (interrupted generate "
+                    "or destroy)",
+                    extra={"ring": policy.name, "label": ref.label},
+                )
+                await self._backend.destroy(ref)
+
+    async def tick(self, policy: RingPolicy) -> int | None:
+        """Apply every transition of ``policy``'s ring that is due now; return the next time."""
+        async with self._locks[policy.name]:
+            for _ in range(MAX_ROUNDS):
+                records = await self._store.keys(policy.name)
+                plan = lifecycle.step(policy, records, self._now())
+                if plan.empty:
+                    self._service.refresh(policy.name, records)
+                    self._next_at[policy.name] = plan.next_at
+                    return plan.next_at
+                await self._apply(policy, plan.changes)
+                if plan.generate is not None:
+                    await self._generate(policy, plan.generate)
+            raise Conflict(f"ring {policy.name} did not settle in {MAX_ROUNDS} rounds")
+
+    async def _apply(self, policy: RingPolicy, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        await self._store.update_keys(
+            [KeyUpdate(record=c.after, expected=c.before.state) for c in changes]
+        )
+        self._service.refresh(policy.name, await self._store.keys(policy.name))
+        for change in changes:
+            log.info(
+                "key %s: %s -> %s (%s)",
+                change.after.kid,
+                change.before.state.value,
+                change.after.state.value,
+                change.reason,
+                extra={"ring": policy.name},
+            )
+            if change.after.state is KeyState.DESTROYED:
+                await self._backend.destroy(ref_of(change.after))
+
+    async def _generate(self, policy: RingPolicy, why: Generate) -> KeyRecord:
+        record = await self._service.generate_key(policy, active=why is Generate.EMERGENCY)
+        await self._store.insert_key(record)
+        self._service.refresh(policy.name, await self._store.keys(policy.name))
+        log.info("generated %s key %s", why.value, record.kid, extra={"ring": policy.name})
+        return record
+
+    async def rotate(self, ring: str, *, immediate: bool) -> RotationAccepted:
+        """Start a rotation: safe by default (the pre-published standby takes over when ready)."""
+        policy = self._service.view(ring).policy
+        if immediate and not policy.allow_immediate_rotation:
+            raise InvalidField(
+                f"ring {ring!r} does not allow immediate rotation "
+                "(allow_immediate_rotation = false); omit 'immediate' for a safe rotation",
+                field="immediate",
+            )
+        async with self._locks[ring]:
+            records = await self._store.keys(ring)
+            now = self._now()
+            try:
+                if immediate:
+                    changes: Sequence[Change] = lifecycle.rotate_immediately(records, now)
+                else:
+                    changes = [lifecycle.request_rotation(records, now)]
+            except lifecycle.LifecycleError as exc:
+                raise Conflict(str(exc)) from None
+            await self._apply(policy, changes)
+            pending = [r for r in records if r.state is KeyState.PENDING]
+            activates_at = now
+            if not immediate and pending:
+                activates_at = max(now, min(lifecycle.ready_at(policy, p) for p in pending))
+        self._wake.set()
+        await self.tick(policy)
+        return RotationAccepted(ring=ring, requested_at=now, activates_at=activates_at)
+
+    async def revoke(self, kid: KeyId, reason: str) -> RevocationDone:
+        """Kill-switch: the key leaves the JWKS and stops signing at once."""
+        record = await self._store.get_key(kid)
+        if record is None or record.ring not in self._locks:
+            raise UnknownKey(f"no key with kid {kid!r}")
+        policy = self._service.view(record.ring).policy
+        async with self._locks[record.ring]:
+            records = await self._store.keys(record.ring)
+            try:
+                revocation = lifecycle.revoke(records, kid, reason, self._now())
+            except lifecycle.LifecycleError as exc:
+                raise Conflict(str(exc)) from None
+            await self._apply(policy, revocation.changes)
+            if revocation.generate is not None:
+                await self._generate(policy, revocation.generate)
+        await self.tick(policy)
+        revoked = await self._store.get_key(kid)
+        assert revoked is not None  # noqa: S101 -- just written
+        signing = self._service.view(record.ring).signing
+        return RevocationDone(revoked=revoked, active=signing.record.kid if signing else None)
+
+    async def run(self) -> None:
+        """Tick every ring whenever something is due, forever (cancel to stop)."""
+        failures = 0
+        while True:
+            # Cleared before the ticks: a rotate or revoke that lands during them wakes us again.
+            self._wake.clear()
+            try:
+                for policy in self._service.settings.rings:
+                    await self.tick(policy)
+                failures = 0
+                delay = self._delay()
+            except (SignerError, StaleWrite) as exc:
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.warning("lifecycle tick failed (%s); retrying in %.0fs", exc.code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _delay(self) -> float:
+        due = [t for t in self._next_at.values() if t is not None]
+        if not due:
+            return RECONCILE_SECONDS
+        # Due times are whole seconds; wake just after the boundary so `now >= due` holds.
+        wait = min(due) - self._service.clock()
+        return min(RECONCILE_SECONDS, max(0.0, math.ceil(wait * 1000) / 1000 + 0.005))

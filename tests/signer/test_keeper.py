@@ -1,0 +1,302 @@
+"""The lifecycle shell on a real SoftHSM token and a real SQLite file, with a moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from jwks.records import KeyRecord, KeyState
+from signer.errors import Conflict, InvalidField, KeyProofFailed
+from signer.hsm.pkcs11 import Pkcs11Backend
+from signer.keeper import Keeper
+from signer.rings import ref_of
+from signer.service import SignerService
+from signer.settings import Settings, load_settings
+from signer.store.base import KeyUpdate
+from signer.store.sqlite import SqliteStore
+from signer.tokens import JwtRequest
+from tests.hsm_token import make_exportable_key, new_key_id
+
+T0 = 1_800_000_000
+PERIOD, PREPUBLISH, MAX_TTL, SKEW, RETAIN = 1000, 300, 120, 5, 500
+
+CONFIG = f"""
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "unused-here"
+pin_env = "PIN"
+
+[store]
+url = "sqlite://state.db"
+
+[[rings]]
+name = "{{ring}}"
+alg = "ES256"
+rotation_period = {PERIOD}
+prepublish = {PREPUBLISH}
+jwks_max_age = 60
+token_max_ttl = {MAX_TTL}
+clock_skew = {SKEW}
+retain = {RETAIN}
+allow_immediate_rotation = {{immediate}}
+"""
+
+
+@dataclass
+class Clock:
+    """A clock the test moves."""
+
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Rig:
+    """A service and its keeper over one ring on the session token."""
+
+    settings: Settings
+    service: SignerService
+    keeper: Keeper
+    store: SqliteStore
+    clock: Clock
+    ring: str
+    extra: list[SqliteStore] = field(default_factory=list)
+
+    async def records(self) -> list[KeyRecord]:
+        return await self.store.keys(self.ring)
+
+    async def states(self) -> list[str]:
+        return [r.state.value for r in await self.records()]
+
+    async def sign(self, ttl: int = MAX_TTL) -> str:
+        request = JwtRequest.parse({"claims": {}, "ttl": ttl}, token_max_ttl=MAX_TTL)
+        return (await self.service.sign_jwt(self.ring, request)).kid
+
+    def published(self) -> list[str]:
+        return [
+            r.kid
+            for r in self.service.view(self.ring).records
+            if r.state.value in ("pending", "active", "draining")
+        ]
+
+    async def advance(self, seconds: int) -> None:
+        self.clock.now += seconds
+        await self.keeper.tick(self.settings.rings[0])
+
+
+def make_rig(tmp_path: Path, backend: Pkcs11Backend, ring: str, *, immediate: bool = False) -> Rig:
+    path = tmp_path / "signer.toml"
+    path.write_text(CONFIG.format(ring=ring, immediate=str(immediate).lower()))
+    settings = load_settings(path, environ={"PIN": "x"})
+    store = SqliteStore(tmp_path / "state.db")
+    clock = Clock()
+    service = SignerService(settings, backend=backend, store=store, clock=clock)
+    return Rig(settings, service, Keeper(service), store, clock, ring)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, backend: Pkcs11Backend) -> AsyncIterator[Rig]:
+    """A started ring of its own (unique name on the shared token)."""
+    made = make_rig(tmp_path, backend, "r" + new_key_id()[:12])
+    await made.keeper.start()
+    yield made
+    await made.store.aclose()
+
+
+@pytest.fixture
+async def immediate_rig(tmp_path: Path, backend: Pkcs11Backend) -> AsyncIterator[Rig]:
+    """A started ring that allows immediate rotation."""
+    made = make_rig(tmp_path, backend, "i" + new_key_id()[:12], immediate=True)
+    await made.keeper.start()
+    yield made
+    await made.store.aclose()
+
+
+async def test_start_publishes_an_active_key_and_a_standby(rig: Rig) -> None:
+    records = await rig.records()
+    assert [r.state for r in records] == [KeyState.ACTIVE, KeyState.PENDING]
+    assert all(r.label == f"signer/{rig.ring}/{r.key_id}" for r in records)
+    assert rig.published() == [r.kid for r in records]
+
+
+async def test_second_start_adopts_the_keys(rig: Rig, backend: Pkcs11Backend) -> None:
+    before = await rig.records()
+    again = SignerService(rig.settings, backend=backend, store=rig.store, clock=rig.clock)
+    await Keeper(again).start()
+    assert await rig.records() == before
+
+
+async def test_scheduled_rotation_uses_the_prepublished_standby(rig: Rig) -> None:
+    first, standby = await rig.records()
+    await rig.advance(PERIOD - 1)
+    assert await rig.sign() == first.kid
+    await rig.advance(1)
+    assert await rig.sign() == standby.kid
+    old, new, next_standby = await rig.records()
+    assert (old.state, new.state, next_standby.state) == (
+        KeyState.DRAINING,
+        KeyState.ACTIVE,
+        KeyState.PENDING,
+    )
+    assert not new.emergency
+    assert new.activated_at is not None
+    assert new.published_at is not None
+    assert new.activated_at - new.published_at >= PREPUBLISH
+
+
+async def test_draining_key_stays_published_until_its_last_token_expires(rig: Rig) -> None:
+    first = (await rig.records())[0]
+    await rig.advance(PERIOD - 10)
+    assert await rig.sign(ttl=MAX_TTL) == first.kid  # exp = T0 + PERIOD - 10 + MAX_TTL
+    last_exp = int(rig.clock.now) + MAX_TTL
+    await rig.advance(10)  # rotation
+    assert first.kid in rig.published()
+    await rig.advance(last_exp + SKEW - int(rig.clock.now))  # now == exp + skew: not yet
+    assert first.kid in rig.published()
+    await rig.advance(1)  # now > exp + skew
+    assert first.kid not in rig.published()
+    assert (await rig.store.get_key(first.kid)).state is KeyState.RETIRED  # type: ignore[union-attr]
+
+
+async def test_retired_key_is_destroyed_on_the_token_after_retain(
+    rig: Rig, backend: Pkcs11Backend
+) -> None:
+    first = (await rig.records())[0]
+    await rig.advance(PERIOD)
+    await rig.advance(SKEW + 1)
+    assert (await rig.store.get_key(first.kid)).state is KeyState.RETIRED  # type: ignore[union-attr]
+    await rig.advance(RETAIN)
+    assert (await rig.store.get_key(first.kid)).state is KeyState.DESTROYED  # type: ignore[union-attr]
+    on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{rig.ring}/")}
+    assert first.key_id not in on_token
+
+
+async def test_requested_rotation_waits_for_prepublication(rig: Rig) -> None:
+    first, standby = await rig.records()
+    # Right after start the standby is fresh: an early rotation must wait for it.
+    accepted = await rig.keeper.rotate(rig.ring, immediate=False)
+    assert accepted.activates_at == T0 + PREPUBLISH
+    assert await rig.sign() == first.kid
+    await rig.advance(PREPUBLISH)
+    assert await rig.sign() == standby.kid
+
+
+async def test_immediate_rotation_is_refused_unless_the_ring_allows_it(rig: Rig) -> None:
+    with pytest.raises(InvalidField, match="immediate"):
+        await rig.keeper.rotate(rig.ring, immediate=True)
+
+
+async def test_immediate_rotation_when_allowed_switches_at_once(immediate_rig: Rig) -> None:
+    rig = immediate_rig
+    _, standby = await rig.records()
+    await rig.keeper.rotate(rig.ring, immediate=True)
+    assert await rig.sign() == standby.kid
+    assert (await rig.store.get_key(standby.kid)).emergency  # type: ignore[union-attr]
+
+
+async def test_revoking_the_active_key_promotes_the_standby_at_once(rig: Rig) -> None:
+    first, standby = await rig.records()
+    done = await rig.keeper.revoke(first.kid, "key material exposed")
+    assert done.active == standby.kid
+    assert done.revoked.state is KeyState.REVOKED
+    assert done.revoked.revoke_reason == "key material exposed"
+    assert first.kid not in rig.published()
+    assert await rig.sign() == standby.kid
+    assert await rig.states() == ["revoked", "active", "pending"]  # a new standby is published
+
+
+async def test_revoking_with_no_standby_generates_a_key_that_signs_at_once(rig: Rig) -> None:
+    first, standby = await rig.records()
+    # The standby is gone (as after a crash right after revoking it): nothing pre-published.
+    gone = standby.with_state(KeyState.REVOKED, T0, revoke_reason="suspected")
+    await rig.store.update_keys([KeyUpdate(record=gone, expected=KeyState.PENDING)])
+    done = await rig.keeper.revoke(first.kid, "compromised")
+    assert done.active is not None
+    assert done.active not in {first.kid, standby.kid}
+    assert await rig.sign() == done.active
+    assert (await rig.store.get_key(done.active)).emergency  # type: ignore[union-attr]
+
+
+async def test_revoking_twice_is_a_conflict(rig: Rig) -> None:
+    first, _ = await rig.records()
+    await rig.keeper.revoke(first.kid, "one")
+    with pytest.raises(Conflict, match="already revoked"):
+        await rig.keeper.revoke(first.kid, "two")
+
+
+async def test_start_destroys_an_orphan_from_an_interrupted_generate(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    """A key made on the token whose record never landed is destroyed, never used."""
+    ring = "o" + new_key_id()[:12]
+    key_id = new_key_id()
+    fresh = make_rig(tmp_path, backend, ring)
+    orphan = await backend.generate(fresh.settings.rings[0].alg, key_id, f"signer/{ring}/{key_id}")
+    await fresh.keeper.start()
+    on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{ring}/")}
+    assert orphan.key_id not in on_token
+    assert on_token == {r.key_id for r in await fresh.records()}
+    await fresh.store.aclose()
+
+
+async def test_start_finishes_an_interrupted_destroy(rig: Rig, backend: Pkcs11Backend) -> None:
+    first, _ = await rig.records()
+    await rig.keeper.revoke(first.kid, "x")
+    revoked = await rig.store.get_key(first.kid)
+    assert revoked is not None
+    # The record says destroyed but the crash came before the token was told.
+    destroyed = revoked.with_state(KeyState.DESTROYED, T0)
+    await rig.store.update_keys([KeyUpdate(record=destroyed, expected=KeyState.REVOKED)])
+    await rig.keeper.start()
+    on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{rig.ring}/")}
+    assert first.key_id not in on_token
+
+
+async def test_start_refuses_a_key_that_fails_its_custody_proof(
+    rig: Rig, backend: Pkcs11Backend
+) -> None:
+    """A record pointing at an exportable key (as a store attacker might arrange) stops start."""
+    first, _ = await rig.records()
+    bad = await make_exportable_key(backend, "elsewhere")
+    try:
+        await rig.store._run(  # reach under the port, as the attacker would
+            lambda conn: conn.execute(
+                "UPDATE keys SET key_id = ?, label = ? WHERE kid = ?",
+                (bad.key_id, bad.label, first.kid),
+            )
+        )
+        with pytest.raises(KeyProofFailed, match="CKA_EXTRACTABLE is true"):
+            await rig.keeper.start()
+    finally:
+        await backend.destroy(bad)
+
+
+async def test_start_refuses_a_record_whose_token_key_is_another(rig: Rig) -> None:
+    first, standby = await rig.records()
+    swapped = KeyRecord(
+        **{**{f: getattr(standby, f) for f in standby.__dataclass_fields__}, "kid": first.kid}
+    )
+    with pytest.raises(KeyProofFailed, match="does not match kid"):
+        await rig.service.prove_record(swapped)
+
+
+async def test_watermark_is_durable_before_the_token_is_returned(rig: Rig) -> None:
+    await rig.sign(ttl=60)
+    assert (await rig.records())[0].exp_watermark == T0 + 60
+    await rig.sign(ttl=MAX_TTL)
+    assert (await rig.records())[0].exp_watermark == T0 + MAX_TTL
+    await rig.sign(ttl=1)  # a shorter token never lowers it
+    assert (await rig.records())[0].exp_watermark == T0 + MAX_TTL
+
+
+async def test_jwks_max_age_never_passes_the_next_key_set_change(rig: Rig) -> None:
+    view = rig.service.view(rig.ring)
+    assert view.cache_max_age(T0) == 60  # jwks_max_age
+    assert view.cache_max_age(T0 + PERIOD - 10) == 10  # rotation adds a standby in 10 s
+    ref = ref_of((await rig.records())[0])
+    assert ref.label.startswith(f"signer/{rig.ring}/")
