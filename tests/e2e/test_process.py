@@ -41,7 +41,8 @@ def test_restart_on_the_same_directory_keeps_the_same_keys(fresh_setup: Setup) -
     listed = json.loads(
         run_cli("keys", "list", "--config", str(fresh_setup.config), "--json").stdout
     )
-    assert [k["kid"] for k in listed] == [issued["kid"]]
+    assert [(k["kid"], k["state"]) for k in listed][0] == (issued["kid"], "active")
+    assert [k["state"] for k in listed] == ["active", "pending"]
 
 
 def test_restart_after_sigkill_keeps_the_same_keys(fresh_setup: Setup) -> None:
