@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.errors import SignerError
 from signer.settings import Settings, load_settings
 
@@ -112,6 +113,23 @@ def _cmd_keys_list(args: argparse.Namespace) -> int:
     return 0 if all(r["proof"] == "ok" or r["state"] == "destroyed" for r in rows) else 1
 
 
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    client = client_from_arguments(args)
+    body: dict[str, Any] = {"immediate": True} if args.immediate else {}
+    answer = client.call("POST", f"/v1/rings/{args.ring}/rotate", body)
+    activates = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(answer["activates_at"]))
+    print(f"rotation of ring {answer['ring']} accepted; the next key signs from {activates}")
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    client = client_from_arguments(args)
+    answer = client.call("POST", f"/v1/keys/{args.kid}/revoke", {"reason": args.reason})
+    print(f"revoked {answer['key']['kid']} of ring {answer['key']['ring']}")
+    print(f"ring now signs with {answer['active_kid']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -135,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     keys_list.add_argument("--config", required=True, help="path to signer.toml")
     keys_list.add_argument("--json", action="store_true", help="print JSON")
     keys_list.set_defaults(func=_cmd_keys_list)
+
+    rotate = key_commands.add_parser("rotate", help="rotate a ring (via the API)")
+    rotate.add_argument("ring", help="ring name")
+    rotate.add_argument(
+        "--immediate", action="store_true", help="skip pre-publication (if the ring allows it)"
+    )
+    add_client_arguments(rotate, role="admin")
+    rotate.set_defaults(func=_cmd_keys_rotate)
+
+    revoke = key_commands.add_parser("revoke", help="kill-switch a key (via the API)")
+    revoke.add_argument("kid", help="the key's kid")
+    revoke.add_argument("--reason", required=True, help="why, for the record")
+    add_client_arguments(revoke, role="admin")
+    revoke.set_defaults(func=_cmd_keys_revoke)
     return parser
 
 
@@ -151,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SignerError as exc:
         print(f"signer: error: {exc.detail}", file=sys.stderr)
         return 2
+    except ApiError as exc:
+        code = exc.problem.get("code", "error")
+        print(f"signer: {code}: {exc.problem.get('detail', exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

@@ -1,0 +1,85 @@
+"""A small HTTP client for the CLI's API commands (``keys rotate``, ``keys revoke``, ...).
+
+Credentials come from ``--credentials`` (the ``credentials.json`` of ``signer init``, with
+``--role``), or ``--url`` plus ``--token-file`` / the ``SIGNER_TOKEN`` variable. Tokens are read
+from files or the environment, never from the command line, where other users could see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from signer.errors import ConfigError
+
+DEFAULT_URL = "http://127.0.0.1:8700"
+TIMEOUT_S = 30
+
+
+class ApiError(Exception):
+    """The signer answered with a problem document (or could not be reached)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(problem.get("detail", "request failed"))
+        self.status = status
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiClient:
+    """Base URL and bearer token of one principal."""
+
+    url: str
+    token: str = field(repr=False)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request and return the decoded JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 -- the operator's configured signer URL
+            self.url.rstrip("/") + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                problem = json.loads(exc.read())
+            except ValueError:
+                problem = {"detail": f"HTTP {exc.code}"}
+            raise ApiError(exc.code, problem) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ApiError(0, {"detail": f"cannot reach {self.url}: {exc}"}) from None
+
+
+def add_client_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:
+    """The options every API command takes."""
+    parser.add_argument("--credentials", help="credentials.json written by `signer init`")
+    parser.add_argument("--role", default=role, help=f"role in --credentials ({role})")
+    parser.add_argument("--url", help=f"signer URL (env SIGNER_URL, default {DEFAULT_URL})")
+    parser.add_argument("--token-file", help="file holding the bearer token (or SIGNER_TOKEN)")
+
+
+def client_from_arguments(args: argparse.Namespace) -> ApiClient:
+    """Build the client from ``--credentials`` or ``--url``/``--token-file``/``SIGNER_TOKEN``."""
+    if args.credentials:
+        data = json.loads(Path(args.credentials).read_text(encoding="utf-8"))
+        try:
+            return ApiClient(url=args.url or data["url"], token=data["tokens"][args.role])
+        except KeyError:
+            raise ConfigError(f"{args.credentials} has no token for role {args.role!r}") from None
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    else:
+        token = os.environ.get("SIGNER_TOKEN", "")
+    if not token:
+        raise ConfigError("no token: pass --credentials, --token-file or set SIGNER_TOKEN")
+    return ApiClient(url=args.url or os.environ.get("SIGNER_URL", DEFAULT_URL), token=token)
