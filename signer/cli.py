@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jwks.records import KeyState
 from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.errors import SignerError
+from signer.hsm.base import KeyBackend, KeyRef
 from signer.settings import Settings, load_settings
 
 log = logging.getLogger("signer")
@@ -58,6 +60,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _proof(backend: KeyBackend, ref: KeyRef) -> dict[str, Any]:
+    try:
+        proof = await backend.attributes(ref)
+    except SignerError as exc:
+        return {"proof": f"unavailable: {exc.detail}"}
+    return {
+        "proof": "ok" if proof.ok else "FAILED: " + ", ".join(proof.failures()),
+        "attributes": {
+            "LOCAL": proof.local,
+            "ALWAYS_SENSITIVE": proof.always_sensitive,
+            "NEVER_EXTRACTABLE": proof.never_extractable,
+            "SENSITIVE": proof.sensitive,
+            "EXTRACTABLE": proof.extractable,
+            "VALUE_READABLE": proof.value_readable,
+        },
+    }
+
+
 async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
     from signer.app import open_backend, open_store  # noqa: PLC0415
     from signer.rings import ref_of  # noqa: PLC0415
@@ -66,7 +86,8 @@ async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
     store = open_store(settings)
     rows: list[dict[str, Any]] = []
     try:
-        for record in await store.keys():
+        records = await store.keys()
+        for record in records:
             row: dict[str, Any] = {
                 "ring": record.ring,
                 "kid": record.kid,
@@ -77,20 +98,25 @@ async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
                 "activated_at": record.activated_at,
                 "exp_watermark": record.exp_watermark,
             }
-            try:
-                proof = await backend.attributes(ref_of(record))
-                row["proof"] = "ok" if proof.ok else "FAILED: " + ", ".join(proof.failures())
-                row["attributes"] = {
-                    "LOCAL": proof.local,
-                    "ALWAYS_SENSITIVE": proof.always_sensitive,
-                    "NEVER_EXTRACTABLE": proof.never_extractable,
-                    "SENSITIVE": proof.sensitive,
-                    "EXTRACTABLE": proof.extractable,
-                    "VALUE_READABLE": proof.value_readable,
-                }
-            except SignerError as exc:
-                row["proof"] = f"unavailable: {exc.detail}"
+            if record.state is not KeyState.DESTROYED:
+                row.update(await _proof(backend, ref_of(record)))
             rows.append(row)
+        # Keys under our label prefix that no record holds: an interrupted generate or destroy
+        # (`signer serve` destroys them at start-up).
+        held = {r.key_id for r in records if r.state is not KeyState.DESTROYED}
+        rows.extend(
+            {
+                "ring": ref.label.split("/")[1],
+                "kid": None,
+                "alg": ref.alg.value,
+                "state": "orphan",
+                "label": ref.label,
+                "created_at": None,
+                "proof": "orphan: on the token with no live record",
+            }
+            for ref in await backend.list_refs("signer/")
+            if ref.key_id not in held
+        )
     finally:
         await backend.aclose()
         await store.aclose()
@@ -105,12 +131,14 @@ def _cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'RING':<12} {'STATE':<10} {'ALG':<6} {'KID':<44} {'CREATED':<20} PROOF")
     for row in rows:
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
+        created = "-"
+        if row["created_at"] is not None:
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
         print(
-            f"{row['ring']:<12} {row['state']:<10} {row['alg']:<6} {row['kid']:<44} "
-            f"{created:<20} {row['proof']}"
+            f"{row['ring']:<12} {row['state']:<10} {row['alg']:<6} {row['kid'] or '-':<44} "
+            f"{created:<20} {row.get('proof', '-')}"
         )
-    return 0 if all(r["proof"] == "ok" or r["state"] == "destroyed" for r in rows) else 1
+    return 0 if all(r.get("proof", "ok") == "ok" for r in rows) else 1
 
 
 def _cmd_keys_rotate(args: argparse.Namespace) -> int:
