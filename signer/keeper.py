@@ -113,18 +113,22 @@ class Keeper:
                     self._service.refresh(policy.name, records)
                     self._next_at[policy.name] = plan.next_at
                     return plan.next_at
-                await self._apply(policy, plan.changes)
+                await self._apply(policy, records, plan.changes)
                 if plan.generate is not None:
                     await self._generate(policy, plan.generate)
             raise Conflict(f"ring {policy.name} did not settle in {MAX_ROUNDS} rounds")
 
-    async def _apply(self, policy: RingPolicy, changes: Sequence[Change]) -> None:
+    async def _apply(
+        self, policy: RingPolicy, records: Sequence[KeyRecord], changes: Sequence[Change]
+    ) -> None:
+        """Persist ``changes`` atomically, then switch the in-memory view to them at once."""
         if not changes:
             return
         await self._store.update_keys(
             [KeyUpdate(record=c.after, expected=c.before.state) for c in changes]
         )
-        self._service.refresh(policy.name, await self._store.keys(policy.name))
+        written = {r.kid: r for r in records} | {c.after.kid: c.after for c in changes}
+        self._service.refresh(policy.name, list(written.values()))
         for change in changes:
             log.info(
                 "key %s: %s -> %s (%s)",
@@ -163,7 +167,7 @@ class Keeper:
                     changes = [lifecycle.request_rotation(records, now)]
             except lifecycle.LifecycleError as exc:
                 raise Conflict(str(exc)) from None
-            await self._apply(policy, changes)
+            await self._apply(policy, records, changes)
             pending = [r for r in records if r.state is KeyState.PENDING]
             activates_at = now
             if not immediate and pending:
@@ -184,7 +188,7 @@ class Keeper:
                 revocation = lifecycle.revoke(records, kid, reason, self._now())
             except lifecycle.LifecycleError as exc:
                 raise Conflict(str(exc)) from None
-            await self._apply(policy, revocation.changes)
+            await self._apply(policy, records, revocation.changes)
             if revocation.generate is not None:
                 await self._generate(policy, revocation.generate)
         await self.tick(policy)

@@ -7,6 +7,7 @@ ring has none, proving every key it will use), and signs JWTs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,9 @@ from signer.tokens import JwtRequest
 log = logging.getLogger("signer.service")
 
 Clock = Callable[[], float]
+
+SIGN_ATTEMPTS = 3
+VIEW_CHANGE_WAIT_S = 2.0  # a lifecycle write refreshes the view right after it commits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +95,7 @@ class SignerService:
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)
         self._revoked: set[KeyId] = set()
+        self._changed: dict[str, asyncio.Event] = {}
 
     @property
     def views(self) -> Mapping[str, RingView]:
@@ -113,6 +118,9 @@ class SignerService:
             elif record.state is KeyState.REVOKED:
                 self._revoked.add(record.kid)
         self._views[ring] = view
+        changed = self._changed.pop(ring, None)
+        if changed is not None:
+            changed.set()
         return view
 
     async def prove_record(self, record: KeyRecord) -> None:
@@ -161,25 +169,33 @@ class SignerService:
     async def sign_jwt(self, ring: str, request: JwtRequest) -> SignedJwt:
         """Sign ``request``'s claims with the ring's active key.
 
-        A rotation or revocation can land while a request is in flight; the request then
-        retries once on the new key, so no token signed after a revocation carries the
-        revoked kid.
+        A rotation or revocation can land while a request is in flight. The store refuses to
+        raise the watermark of a key that is no longer active, and a key revoked meanwhile is
+        caught after signing; either way the request waits for the new view and signs again,
+        so no token signed after a revocation carries the revoked kid.
         """
-        for _ in range(2):
-            key = self._signing_key(ring)
+        for _ in range(SIGN_ATTEMPTS):
+            view = self.view(ring)
+            key = view.signing
+            if key is None:
+                await self._view_change(ring, view)
+                continue
             try:
-                signed = await self._sign_with(key, self.view(ring).policy, request)
+                signed = await self._sign_with(key, view.policy, request)
             except KeyNotActive:
-                continue  # the store moved the key on; the view follows within the write
+                await self._view_change(ring, view)
+                continue
             if key.record.kid not in self._revoked:
                 return signed
         raise KeyNotActive(f"ring {ring!r} has no key that may sign right now")
 
-    def _signing_key(self, ring: str) -> SigningKey:
-        key = self.view(ring).signing
-        if key is None:
-            raise KeyNotActive(f"ring {ring!r} has no active key")
-        return key
+    async def _view_change(self, ring: str, seen: RingView) -> None:
+        """Wait (briefly) until ``ring``'s view is newer than ``seen``."""
+        if self._views.get(ring) is not seen:
+            return
+        changed = self._changed.setdefault(ring, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), VIEW_CHANGE_WAIT_S)
 
     async def _sign_with(
         self, key: SigningKey, policy: RingPolicy, request: JwtRequest
