@@ -100,7 +100,9 @@ async def rotate_ring(request: web.Request) -> web.Response:
     request.app[SERVICE].view(ring)
     require(principal, f"keys:admin:{ring}")
     options = _options(await _optional_body(request), {"immediate": bool, "reason": str})
-    accepted = await request.app[KEEPER].rotate(ring, immediate=options.get("immediate", False))
+    accepted = await request.app[KEEPER].rotate(
+        ring, immediate=options.get("immediate", False), reason=options.get("reason", "")
+    )
     return json_response(
         {
             "ring": accepted.ring,

@@ -148,8 +148,14 @@ class Keeper:
         log.info("generated %s key %s", why.value, record.kid, extra={"ring": policy.name})
         return record
 
-    async def rotate(self, ring: str, *, immediate: bool) -> RotationAccepted:
+    async def rotate(self, ring: str, *, immediate: bool, reason: str = "") -> RotationAccepted:
         """Start a rotation: safe by default (the pre-published standby takes over when ready)."""
+        log.info(
+            "rotation of ring %s requested%s: %s",
+            ring,
+            " (immediate)" if immediate else "",
+            reason or "no reason given",
+        )
         policy = self._service.view(ring).policy
         if immediate and not policy.allow_immediate_rotation:
             raise InvalidField(

@@ -300,3 +300,19 @@ async def test_jwks_max_age_never_passes_the_next_key_set_change(rig: Rig) -> No
     assert view.cache_max_age(T0 + PERIOD - 10) == 10  # rotation adds a standby in 10 s
     ref = ref_of((await rig.records())[0])
     assert ref.label.startswith(f"signer/{rig.ring}/")
+
+
+async def test_etag_changes_exactly_when_the_key_set_changes(rig: Rig) -> None:
+    before = rig.service.view(rig.ring).jwks
+    await rig.advance(1)  # nothing due: a tick rebuilds the view from the same records
+    assert rig.service.view(rig.ring).jwks == before
+    first, _ = await rig.records()
+    await rig.sign()
+    assert rig.service.view(rig.ring).jwks.etag == before.etag  # a watermark is not a key change
+    await rig.advance(PERIOD)  # rotation: a new standby joins
+    rotated = rig.service.view(rig.ring).jwks
+    assert rotated.etag != before.etag
+    await rig.advance(MAX_TTL + SKEW + 1)  # the drained key leaves
+    drained = rig.service.view(rig.ring).jwks
+    assert drained.etag != rotated.etag
+    assert first.kid.encode() not in drained.body
