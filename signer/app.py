@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 
@@ -18,10 +19,11 @@ from jwks.document import etag_matches
 from signer import admin
 from signer.auth import Authenticator, require
 from signer.bodies import read_json
-from signer.context import AUTH, KEEPER, SERVICE, SETTINGS, json_response, principal_of
+from signer.context import AUTH, KEEPER, LIMITER, SERVICE, SETTINGS, json_response, principal_of
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
 from signer.problems import problem_middleware
+from signer.ratelimit import RateLimiter
 from signer.service import Clock, SignerService
 from signer.settings import Settings
 from signer.store.base import StateStore
@@ -114,6 +116,22 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context: HTTPS when configured, client certificates when a CA is set."""
+    server = settings.server
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(server.tls_cert, server.tls_key)
+    if server.client_ca is not None:
+        # Optional, not required: principals without a certificate still use bearer tokens;
+        # a certificate that is presented must chain to the CA or the handshake fails.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=server.client_ca)
+    return context
+
+
 def create_app(
     settings: Settings,
     *,
@@ -129,6 +147,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.principals)
+    app[LIMITER] = RateLimiter(settings.principals, clock)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         service = SignerService(

@@ -37,18 +37,37 @@ class Principal:
 
 
 class Authenticator:
-    """Maps an ``Authorization`` header to a ``Principal``."""
+    """Maps a bearer token, or a verified client certificate's subject, to a ``Principal``."""
 
     def __init__(self, principals: Sequence[PrincipalSettings]) -> None:
         self._principals = [
             (p.token_sha256, Principal(name=p.name, permissions=frozenset(p.permissions)))
             for p in principals
         ]
+        self._by_subject = {
+            normalize_subject(p.cert_subject): principal
+            for p, (_, principal) in zip(principals, self._principals, strict=True)
+            if p.cert_subject
+        }
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        """The principal whose token is in ``authorization``; ``Unauthenticated`` otherwise."""
+    def authenticate(
+        self, authorization: str | None, *, cert_subject: str | None = None
+    ) -> Principal:
+        """The caller's principal; ``Unauthenticated`` unless a credential matches one.
+
+        A bearer token, when sent, decides; otherwise a client certificate that the TLS layer
+        verified against ``client_ca`` is matched by its subject (RFC 4514 string).
+        """
+        if not authorization and cert_subject is not None:
+            principal = self._by_subject.get(normalize_subject(cert_subject))
+            if principal is None:
+                raise Unauthenticated("the client certificate's subject matches no principal")
+            return principal
+        return self._bearer(authorization)
+
+    def _bearer(self, authorization: str | None) -> Principal:
         if not authorization or not authorization[: len(_BEARER)].lower() == _BEARER:
-            raise Unauthenticated("a bearer token is required")
+            raise Unauthenticated("a bearer token or a client certificate is required")
         token = authorization[len(_BEARER) :].strip()
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("the bearer token is not valid")
@@ -60,6 +79,16 @@ class Authenticator:
         if found is None:
             raise Unauthenticated("the bearer token is not valid")
         return found
+
+
+def normalize_subject(subject: str) -> str:
+    """Compare subjects without regard to spaces around separators or attribute-name case."""
+    parts = [part.strip() for part in subject.split(",")]
+    normalized = []
+    for part in parts:
+        name, _, value = part.partition("=")
+        normalized.append(f"{name.strip().upper()}={value.strip()}")
+    return ",".join(normalized)
 
 
 def require(principal: Principal, permission: str) -> None:

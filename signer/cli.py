@@ -44,15 +44,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415 -- keep `signer init` free of the server stack
 
-    from signer.app import create_app  # noqa: PLC0415
+    from signer.app import create_app, ssl_context  # noqa: PLC0415
 
     settings = load_settings(Path(args.config))
     app = create_app(settings)
-    log.info("listening on http://%s:%d", settings.server.host, settings.server.port)
+    context = ssl_context(settings)
+    scheme = "https" if context else "http"
+    log.info("listening on %s://%s:%d", scheme, settings.server.host, settings.server.port)
     web.run_app(
         app,
         host=settings.server.host,
         port=settings.server.port,
+        ssl_context=context,
         print=None,
         access_log=None,
         handle_signals=True,

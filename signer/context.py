@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 
 from signer.auth import Authenticator, Principal
 from signer.keeper import Keeper
+from signer.ratelimit import RateLimiter
 from signer.service import SignerService
 from signer.settings import Settings
 
@@ -16,6 +18,7 @@ SERVICE = web.AppKey("service", SignerService)
 KEEPER = web.AppKey("keeper", Keeper)
 AUTH = web.AppKey("auth", Authenticator)
 SETTINGS = web.AppKey("settings", Settings)
+LIMITER = web.AppKey("limiter", RateLimiter)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -25,6 +28,21 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def client_cert_subject(request: web.Request) -> str | None:
+    """The RFC 4514 subject of the client certificate the TLS layer verified, if any."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
 def principal_of(request: web.Request) -> Principal:
-    """Authenticate the request's bearer token (``Unauthenticated`` if it has none)."""
-    return request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    """Authenticate the caller and spend one request of its rate limit."""
+    principal = request.app[AUTH].authenticate(
+        request.headers.get("Authorization"), cert_subject=client_cert_subject(request)
+    )
+    request.app[LIMITER].check(principal.name)
+    return principal

@@ -17,6 +17,7 @@
     ├── Conflict (409 conflict)
     │   └── KeyNotActive (409 key_not_active)
     ├── PayloadTooLarge (413 body_too_large)
+    ├── RateLimited (429 rate_limited)           carries ``retry_after`` seconds
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── ConfigError (500 config_error)           raised at start-up, never over HTTP
     ├── KeyProofFailed (500 key_proof_failed)    a key on the token is not provably non-exportable
@@ -149,6 +150,18 @@ class PayloadTooLarge(SignerError):
     code = "body_too_large"
     status = 413
     title = "Payload too large"
+
+
+class RateLimited(SignerError):
+    """The principal is over its configured request rate."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(SignerError):

@@ -17,6 +17,7 @@ from signer.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     SignerError,
 )
 
@@ -56,7 +57,10 @@ def _render(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.
 
 def problem_response(exc: SignerError) -> web.Response:
     """Render ``exc`` as ``application/problem+json``."""
-    return _render(problem_body(exc))
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return _render(problem_body(exc), headers)
 
 
 _ROUTING_ERRORS: dict[int, SignerError] = {

@@ -35,6 +35,9 @@ class ServerSettings:
     port: int
     default_ring: str
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve HTTPS
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # PEM CA bundle; with it, client certificates authenticate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,12 +246,13 @@ def parse_settings(
     if not rings:
         raise ConfigError("rings: at least one [[rings]] table is required")
     _unique("rings", [r.name for r in rings])
-    server = _server(root.table("server"), rings)
+    server = _server(root.table("server"), rings, base)
     hsm = _hsm(root.table("hsm"), base, environ)
     store = _store(root.table("store"), base)
     principals = tuple(_principal(t) for t in root.tables("principals"))
     _unique("principals", [p.name for p in principals])
     _unique("principals token_sha256", [p.token_sha256.hex() for p in principals])
+    _unique("principals cert_subject", [p.cert_subject for p in principals if p.cert_subject])
     groups = tuple(_group(t) for t in root.tables("groups"))
     _unique("groups", [g.name for g in groups])
     profiles = tuple(_profile(t) for t in root.tables("profiles"))
@@ -287,7 +291,7 @@ def _name(table: _Table, key: str = "name") -> str:
     return name
 
 
-def _server(table: _Table, rings: tuple[RingPolicy, ...]) -> ServerSettings:
+def _server(table: _Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSettings:
     listen = table.text("listen", DEFAULT_LISTEN)
     host, sep, port_text = listen.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
@@ -296,10 +300,25 @@ def _server(table: _Table, rings: tuple[RingPolicy, ...]) -> ServerSettings:
     if default_ring not in {r.name for r in rings}:
         raise ConfigError(f"server.default_ring: no ring named {default_ring!r}")
     max_body = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    tls = {key: table.opt_str(key) for key in ("tls_cert", "tls_key", "client_ca")}
     table.done()
+    if (tls["tls_cert"] is None) != (tls["tls_key"] is None):
+        raise ConfigError("server: set both server.tls_cert and server.tls_key, or neither")
+    if tls["client_ca"] is not None and tls["tls_cert"] is None:
+        raise ConfigError("server.client_ca needs server.tls_cert and server.tls_key")
+    paths = {key: base / value for key, value in tls.items() if value is not None}
+    for key, path in paths.items():
+        if not path.is_file():
+            raise ConfigError(f"server.{key}: {path} is not a file")
     host = host.strip("[]")
     return ServerSettings(
-        host=host, port=int(port_text), default_ring=default_ring, max_body_bytes=max_body
+        host=host,
+        port=int(port_text),
+        default_ring=default_ring,
+        max_body_bytes=max_body,
+        tls_cert=paths.get("tls_cert"),
+        tls_key=paths.get("tls_key"),
+        client_ca=paths.get("client_ca"),
     )
 
 

@@ -12,6 +12,7 @@ from tests.e2e.server import Setup, SignerProcess
 
 # A second principal that may sign on every ring, and one ring per algorithm.
 MULTI_TOKEN = "sgn_e2e-multi-ring-token"
+LIMITED_TOKEN = "sgn_e2e-rate-limited-token"
 ALG_RINGS = {"es384": "ES384", "rs256": "RS256", "ps256": "PS256", "eddsa": "EdDSA"}
 
 
@@ -21,6 +22,12 @@ def _extra_config() -> str:
         'name = "multi"',
         f'token_sha256 = "{hashlib.sha256(MULTI_TOKEN.encode()).hexdigest()}"',
         'permissions = ["jwt:sign:*"]',
+        "",
+        "[[principals]]",
+        'name = "limited"',
+        f'token_sha256 = "{hashlib.sha256(LIMITED_TOKEN.encode()).hexdigest()}"',
+        'permissions = ["jwt:sign:default"]',
+        'rate_limit = "3/m"',
     ]
     for name, alg in ALG_RINGS.items():
         parts += [

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,6 +66,7 @@ class Setup:
     directory: Path
     port: int
     tokens: dict[str, str]
+    scheme: str = "http"
 
     @property
     def config(self) -> Path:
@@ -72,10 +74,10 @@ class Setup:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @classmethod
-    def create(cls, directory: Path, extra_config: str = "") -> Setup:
+    def create(cls, directory: Path, extra_config: str = "", *, scheme: str = "http") -> Setup:
         """``signer init`` into ``directory`` on a free port, then append ``extra_config``."""
         port = free_port()
         run_cli("init", "--dir", str(directory), "--port", str(port))
@@ -83,7 +85,7 @@ class Setup:
             with (directory / "signer.toml").open("a", encoding="utf-8") as handle:
                 handle.write(extra_config)
         credentials = json.loads((directory / "credentials.json").read_text())
-        return cls(directory=directory, port=port, tokens=credentials["tokens"])
+        return cls(directory=directory, port=port, tokens=credentials["tokens"], scheme=scheme)
 
 
 @dataclass
@@ -93,10 +95,11 @@ class SignerProcess:
     setup: Setup
     process: subprocess.Popen[bytes]
     log_path: Path
+    ssl_context: ssl.SSLContext | None = None
     _stopped: bool = field(default=False)
 
     @classmethod
-    def start(cls, setup: Setup) -> SignerProcess:
+    def start(cls, setup: Setup, *, cafile: Path | None = None) -> SignerProcess:
         """Start the server and wait until ``/readyz`` answers 200."""
         log_path = setup.directory / f"serve-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log:
@@ -106,7 +109,8 @@ class SignerProcess:
                 stderr=subprocess.STDOUT,
                 env=child_env(),
             )
-        server = cls(setup=setup, process=process, log_path=log_path)
+        context = ssl.create_default_context(cafile=cafile) if cafile else None
+        server = cls(setup=setup, process=process, log_path=log_path, ssl_context=context)
         server.wait_ready()
         return server
 
@@ -117,7 +121,9 @@ class SignerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"signer exited {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.setup.url + "/readyz", timeout=2) as response:  # noqa: S310 -- loopback URL
+                with urllib.request.urlopen(  # noqa: S310 -- loopback URL
+                    self.setup.url + "/readyz", timeout=2, context=self.ssl_context
+                ) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import MULTI_TOKEN
+from tests.e2e.conftest import LIMITED_TOKEN, MULTI_TOKEN
 from tests.e2e.server import SignerProcess
 
 PROBLEM = "application/problem+json"
@@ -111,6 +111,20 @@ def test_permission_is_scoped_to_the_ring(signer: SignerProcess) -> None:
         "POST", "/v1/rings/es384/jwt", body={"claims": {}}, token=signer.setup.tokens["issuer"]
     )
     assert_problem(response, 403, "forbidden")
+
+
+def test_rate_limited_principal_gets_429_with_retry_after(signer: SignerProcess) -> None:
+    statuses = [
+        signer.request("POST", SIGN, body={"claims": {}}, token=LIMITED_TOKEN).status
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 200]
+    refused = signer.request("POST", SIGN, body={"claims": {}}, token=LIMITED_TOKEN)
+    assert_problem(refused, 429, "rate_limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 20
+    # Other principals are not affected.
+    issuer = signer.request("POST", SIGN, body={"claims": {}}, token=signer.setup.tokens["issuer"])
+    assert issuer.status == 200
 
 
 def test_unknown_route_and_method_are_problems(signer: SignerProcess) -> None:
