@@ -188,9 +188,7 @@ def revoke(records: Sequence[KeyRecord], kid: KeyId, reason: str, now: int) -> R
     If it was the active key, the newest pending key is promoted in the same atomic write; if
     there is none, the shell must generate one and activate it at once.
     """
-    target = next((r for r in records if r.kid == kid), None)
-    if target is None:
-        raise LifecycleError(f"no key {kid}")
+    target = _find(records, kid)
     if target.state in (KeyState.REVOKED, KeyState.DESTROYED):
         raise LifecycleError(f"key {kid} is already {target.state.value}")
     changes = [
@@ -233,6 +231,48 @@ def rotate_immediately(records: Sequence[KeyRecord], now: int) -> tuple[Change, 
     if not active or not pending:
         raise LifecycleError("an immediate rotation needs an active key and a pending key")
     return tuple(_promote(pending[0], active[-1], now, why="immediate rotation", emergency=True))
+
+
+def destroy_early(records: Sequence[KeyRecord], kid: KeyId, now: int) -> Change:
+    """Destroy a retired key before ``retain`` ends, or a revoked key (after quorum approval)."""
+    target = _find(records, kid)
+    if target.state not in (KeyState.RETIRED, KeyState.REVOKED):
+        raise LifecycleError(
+            f"key {kid} is {target.state.value}; only retired or revoked keys can be destroyed"
+        )
+    return Change(
+        before=target,
+        after=target.with_state(KeyState.DESTROYED, now),
+        reason="destroyed with quorum approval",
+    )
+
+
+def reinstate(records: Sequence[KeyRecord], kid: KeyId, now: int) -> Change:
+    """Back out a revocation or retirement: the key returns to the JWKS as draining.
+
+    Tokens it signed verify again until its watermark (+ skew) passes; it never signs again.
+    """
+    target = _find(records, kid)
+    if target.state not in (KeyState.RETIRED, KeyState.REVOKED):
+        raise LifecycleError(
+            f"key {kid} is {target.state.value}; only retired or revoked keys can be reinstated"
+        )
+    back = replace(
+        target,
+        state=KeyState.DRAINING,
+        draining_at=target.draining_at if target.draining_at is not None else now,
+        retired_at=None,
+        revoked_at=None,
+        revoke_reason=None,
+    )
+    return Change(before=target, after=back, reason="reinstated with quorum approval")
+
+
+def _find(records: Sequence[KeyRecord], kid: KeyId) -> KeyRecord:
+    target = next((r for r in records if r.kid == kid), None)
+    if target is None:
+        raise LifecycleError(f"no key {kid}")
+    return target
 
 
 def next_jwks_change(policy: Policy, records: Sequence[KeyRecord]) -> int | None:

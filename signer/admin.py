@@ -10,12 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
-from jwks.records import KeyRecord
+from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
+from signer.approvals.rules import ApprovalPolicy
+from signer.approvals.rules import to_json as approval_json
 from signer.auth import require
 from signer.bodies import read_json
-from signer.context import KEEPER, SERVICE, SETTINGS, json_response, principal_of
-from signer.errors import Forbidden, InvalidField, MalformedJson, UnknownField, UnknownKey
+from signer.context import APPROVALS, KEEPER, SERVICE, SETTINGS, json_response, principal_of
+from signer.errors import (
+    Conflict,
+    Forbidden,
+    InvalidField,
+    MalformedJson,
+    UnknownField,
+    UnknownKey,
+)
 from signer.rings import RingView
 
 MAX_REASON = 500
@@ -101,7 +110,10 @@ async def rotate_ring(request: web.Request) -> web.Response:
     require(principal, f"keys:admin:{ring}")
     options = _options(await _optional_body(request), {"immediate": bool, "reason": str})
     accepted = await request.app[KEEPER].rotate(
-        ring, immediate=options.get("immediate", False), reason=options.get("reason", "")
+        ring,
+        immediate=options.get("immediate", False),
+        reason=options.get("reason", ""),
+        actor=principal.name,
     )
     return json_response(
         {
@@ -122,11 +134,8 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise UnknownKey(f"no key with kid {kid!r}")
     require(principal, f"keys:admin:{record.ring}")
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
-    options = _options(body, {"reason": str})
-    reason = options.get("reason", "").strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise InvalidField(f"'reason' must be 1 to {MAX_REASON} characters", field="reason")
-    done = await request.app[KEEPER].revoke(kid, reason)
+    reason = _reason(_options(body, {"reason": str}))
+    done = await request.app[KEEPER].revoke(kid, reason, actor=principal.name)
     return json_response({"key": key_document(done.revoked), "active_kid": done.active})
 
 
@@ -136,3 +145,55 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/rings/{ring}", get_ring)
     app.router.add_post("/v1/rings/{ring}/rotate", rotate_ring)
     app.router.add_post("/v1/keys/{kid}/revoke", revoke_key)
+    app.router.add_post("/v1/keys/{kid}/destroy", destroy_key)
+    app.router.add_post("/v1/keys/{kid}/reinstate", reinstate_key)
+
+
+async def _key_operation(request: web.Request, operation: str) -> web.Response:
+    """POST /v1/keys/{kid}/destroy|reinstate: open an approval; quorum runs it."""
+    principal = principal_of(request)
+    kid = KeyId(request.match_info["kid"])
+    record = await request.app[SERVICE].store.get_key(kid)
+    if record is None or record.ring not in request.app[SERVICE].views:
+        raise UnknownKey(f"no key with kid {kid!r}")
+    require(principal, f"keys:admin:{record.ring}")
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    reason = _reason(_options(body, {"reason": str}))
+    policy = request.app[SERVICE].view(record.ring).policy
+    verb = operation.removeprefix("key.")
+    rule = policy.approvals.get(verb)
+    if rule is None:
+        raise Conflict(
+            f"ring {record.ring!r} has no [rings.approvals] {verb} rule; "
+            f"{verb} needs a quorum policy"
+        )
+    if record.state not in (KeyState.RETIRED, KeyState.REVOKED):
+        raise Conflict(
+            f"key {kid} is {record.state.value}; only retired or revoked keys can {verb}"
+        )
+    members = next(g.members for g in request.app[SETTINGS].groups if g.name == rule.group)
+    approval = await request.app[APPROVALS].create(
+        operation=operation,
+        target=kid,
+        requester=principal.name,
+        policy=ApprovalPolicy(group=rule.group, members=frozenset(members), required=rule.required),
+        details={"ring": record.ring, "reason": reason},
+    )
+    return json_response({"approval": approval_json(approval)}, status=202)
+
+
+async def destroy_key(request: web.Request) -> web.Response:
+    """POST /v1/keys/{kid}/destroy: destroy a retired or revoked key early, with quorum."""
+    return await _key_operation(request, "key.destroy")
+
+
+async def reinstate_key(request: web.Request) -> web.Response:
+    """POST /v1/keys/{kid}/reinstate: back a revoked or retired key out, with quorum."""
+    return await _key_operation(request, "key.reinstate")
+
+
+def _reason(options: dict[str, Any]) -> str:
+    reason = str(options.get("reason", "")).strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise InvalidField(f"'reason' must be 1 to {MAX_REASON} characters", field="reason")
+    return reason

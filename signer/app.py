@@ -12,18 +12,37 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
 from aiohttp import web
 
 from jwks.document import etag_matches
+from jwks.thumbprint import KeyId
 from signer import admin
+from signer.approvals import http as approvals_http
+from signer.approvals.rules import ApprovalRequest
+from signer.approvals.shell import Approvals
+from signer.audit import http as audit_http
+from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, require
 from signer.bodies import read_json
-from signer.context import AUTH, KEEPER, LIMITER, SERVICE, SETTINGS, json_response, principal_of
+from signer.context import (
+    APPROVALS,
+    AUDIT,
+    AUTH,
+    KEEPER,
+    LIMITER,
+    SERVICE,
+    SETTINGS,
+    json_response,
+    principal_of,
+)
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
 from signer.problems import problem_middleware
 from signer.ratelimit import RateLimiter
+from signer.rings import ref_of
 from signer.service import Clock, SignerService
 from signer.settings import Settings
 from signer.store.base import StateStore
@@ -65,7 +84,7 @@ async def sign_jwt(request: web.Request) -> web.Response:
     require(principal, f"jwt:sign:{ring}")
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
     jwt_request = JwtRequest.parse(body, token_max_ttl=view.policy.token_max_ttl)
-    signed = await service.sign_jwt(ring, jwt_request)
+    signed = await service.sign_jwt(ring, jwt_request, actor=principal.name)
     return json_response(
         {"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp}
     )
@@ -150,25 +169,33 @@ def create_app(
     app[LIMITER] = RateLimiter(settings.principals, clock)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        service = SignerService(
-            settings,
-            backend=backend if backend is not None else open_backend(settings),
-            store=store if store is not None else open_store(settings),
-            clock=clock,
-        )
-        keeper = Keeper(service)
+        hsm = backend if backend is not None else open_backend(settings)
+        state = store if store is not None else open_store(settings)
+        audit = AuditWriter(state, clock=clock, sink=settings.audit.sink)
+        service = SignerService(settings, backend=hsm, store=state, clock=clock, audit=audit)
+        keeper = Keeper(service, audit)
+        approvals = Approvals(state, audit, clock=clock)
+        register_key_operations(approvals, keeper)
         try:
+            audit_key = await service.audit_key()
+            audit.use_checkpoint_key(audit_key.kid, partial(hsm.sign, ref_of(audit_key)))
+            await audit.start()
             await keeper.start()
+            await approvals.resume()
             app[SERVICE] = service
             app[KEEPER] = keeper
+            app[AUDIT] = audit
+            app[APPROVALS] = approvals
             task = asyncio.create_task(keeper.run(), name="lifecycle")
             yield
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await audit.checkpoint()
         finally:
-            await service.backend.aclose()
-            await service.store.aclose()
+            await audit.aclose()
+            await hsm.aclose()
+            await state.aclose()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/.well-known/jwks.json", default_jwks)
@@ -177,4 +204,21 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     admin.add_routes(app)
+    approvals_http.add_routes(app)
+    audit_http.add_routes(app)
     return app
+
+
+def register_key_operations(approvals: Approvals, keeper: Keeper) -> None:
+    """What an approved key destroy or reinstate does (idempotent, for resumed runs)."""
+
+    async def destroy(request: ApprovalRequest) -> dict[str, Any]:
+        record = await keeper.destroy_once(KeyId(request.target), actor="system")
+        return {"kid": record.kid, "state": record.state.value}
+
+    async def reinstate(request: ApprovalRequest) -> dict[str, Any]:
+        record = await keeper.reinstate_once(KeyId(request.target), actor="system")
+        return {"kid": record.kid, "state": record.state.value}
+
+    approvals.register("key.destroy", destroy)
+    approvals.register("key.reinstate", reinstate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -12,9 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jwks.jwk import Jwk, published_jwk
 from jwks.records import KeyState
+from jwks.thumbprint import KeyId
+from signer.audit.verify import verify_export
 from signer.client import ApiError, add_client_arguments, client_from_arguments
-from signer.errors import SignerError
+from signer.errors import ConfigError, SignerError
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.settings import Settings, load_settings
 
@@ -161,6 +165,65 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _stored_audit(settings: Settings, after: int) -> tuple[list[str], list[Jwk]]:
+    from signer.app import open_store  # noqa: PLC0415
+    from signer.service import AUDIT_KID  # noqa: PLC0415
+
+    store = open_store(settings)
+    try:
+        raw = await store.audit_raw(after=after)
+        kid = await store.get_meta(AUDIT_KID)
+        record = None if kid is None else await store.get_key(KeyId(kid))
+    finally:
+        await store.aclose()
+    keys = [] if record is None else [published_jwk(record.alg, Jwk(**record.jwk), record.kid)]  # type: ignore[typeddict-item]
+    return raw, keys
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        keys: list[Jwk] = []
+        if args.keys:
+            keys = json.loads(Path(args.keys).read_text(encoding="utf-8"))["keys"]
+    else:
+        if not args.config:
+            raise ConfigError("pass --config (the live store) or --file (an export)")
+        lines, keys = asyncio.run(_stored_audit(load_settings(Path(args.config)), 0))
+    report = verify_export(lines, keys)
+    print(report.summary)
+    return 0 if report.ok else 1
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    lines, _ = asyncio.run(_stored_audit(load_settings(Path(args.config)), args.after))
+    target = Path(args.output).open("w", encoding="utf-8") if args.output else None  # noqa: SIM115
+    with target if target is not None else contextlib.nullcontext(sys.stdout) as out:
+        for line in lines:
+            out.write(line + "\n")
+    return 0
+
+
+def _cmd_approvals(args: argparse.Namespace) -> int:
+    client = client_from_arguments(args)
+    if args.approvals_command == "list":
+        query = f"?state={args.state}" if args.state else ""
+        answer = client.call("GET", f"/v1/approvals{query}")
+        for item in answer["approvals"]:
+            print(
+                f"{item['id']}  {item['state']:<9} {item['operation']:<14} {item['target']}  "
+                f"{item['approvals']}/{item['policy']['required']}  by {item['requester']}"
+            )
+        return 0
+    body = {"comment": args.comment} if args.comment else {}
+    answer = client.call("POST", f"/v1/approvals/{args.id}/{args.approvals_command}", body)
+    print(
+        f"{answer['id']} is {answer['state']} ({answer['approvals']}/"
+        f"{answer['policy']['required']} approvals)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -198,6 +261,34 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--reason", required=True, help="why, for the record")
     add_client_arguments(revoke, role="admin")
     revoke.set_defaults(func=_cmd_keys_revoke)
+
+    audit = commands.add_parser("audit", help="verify and export the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain and signed checkpoints; names the first bad record"
+    )
+    verify.add_argument("--config", help="path to signer.toml (verify the live store)")
+    verify.add_argument("--file", help="a JSON Lines export to verify instead")
+    verify.add_argument("--keys", help="with --file: the JWKS of GET /v1/audit/keys")
+    verify.set_defaults(func=_cmd_audit_verify)
+    export = audit_commands.add_parser("export", help="write the log as JSON Lines")
+    export.add_argument("--config", required=True, help="path to signer.toml")
+    export.add_argument("--after", type=int, default=0, help="only records with seq > AFTER")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=_cmd_audit_export)
+
+    approvals = commands.add_parser("approvals", help="list and vote on approvals (via the API)")
+    approval_commands = approvals.add_subparsers(dest="approvals_command", required=True)
+    listing = approval_commands.add_parser("list", help="approval requests you can see")
+    listing.add_argument("--state", help="pending, approved, executed, denied or expired")
+    add_client_arguments(listing, role="approver1")
+    listing.set_defaults(func=_cmd_approvals)
+    for verb in ("approve", "deny"):
+        voting = approval_commands.add_parser(verb, help=f"{verb} a request")
+        voting.add_argument("id", help="approval id")
+        voting.add_argument("--comment", help="why (required to deny)")
+        add_client_arguments(voting, role="approver1")
+        voting.set_defaults(func=_cmd_approvals)
     return parser
 
 

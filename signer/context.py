@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
+from signer.approvals.shell import Approvals
+from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, Principal
 from signer.keeper import Keeper
 from signer.ratelimit import RateLimiter
@@ -19,6 +21,8 @@ KEEPER = web.AppKey("keeper", Keeper)
 AUTH = web.AppKey("auth", Authenticator)
 SETTINGS = web.AppKey("settings", Settings)
 LIMITER = web.AppKey("limiter", RateLimiter)
+AUDIT = web.AppKey("audit", AuditWriter)
+APPROVALS = web.AppKey("approvals", Approvals)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -44,5 +48,6 @@ def principal_of(request: web.Request) -> Principal:
     principal = request.app[AUTH].authenticate(
         request.headers.get("Authorization"), cert_subject=client_cert_subject(request)
     )
+    request["principal"] = principal.name
     request.app[LIMITER].check(principal.name)
     return principal

@@ -20,13 +20,16 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jwks import lifecycle
 from jwks.lifecycle import Change, Generate
 from jwks.records import HELD_STATES, KeyRecord, KeyState
 from jwks.thumbprint import KeyId
+from signer.audit.chain import AuditEntry
+from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, SignerError, UnknownKey
 from signer.rings import ref_of
 from signer.service import SignerService
@@ -34,6 +37,18 @@ from signer.settings import RingPolicy
 from signer.store.base import KeyUpdate, StaleWrite
 
 log = logging.getLogger("signer.keeper")
+
+SYSTEM = "system"
+# The audit verb of moving a key into each state.
+_VERBS = {
+    KeyState.PENDING: "publish",
+    KeyState.ACTIVE: "activate",
+    KeyState.DRAINING: "drain",
+    KeyState.RETIRED: "retire",
+    KeyState.REVOKED: "revoke",
+    KeyState.DESTROYED: "destroy",
+}
+_BACKOUT = frozenset({KeyState.REVOKED, KeyState.RETIRED})
 
 MAX_ROUNDS = 8  # a tick settles in at most: promote, retire, destroy, generate
 RECONCILE_SECONDS = 60.0  # look at the store at least this often, whatever is due
@@ -60,8 +75,9 @@ class RevocationDone:
 class Keeper:
     """Runs each ring's lifecycle: scheduled ticks, rotate and revoke requests, start-up sweep."""
 
-    def __init__(self, service: SignerService) -> None:
+    def __init__(self, service: SignerService, audit: AuditWriter) -> None:
         self._service = service
+        self._audit = audit
         self._store = service.store
         self._backend = service.backend
         self._locks = {policy.name: asyncio.Lock() for policy in service.settings.rings}
@@ -119,14 +135,21 @@ class Keeper:
             raise Conflict(f"ring {policy.name} did not settle in {MAX_ROUNDS} rounds")
 
     async def _apply(
-        self, policy: RingPolicy, records: Sequence[KeyRecord], changes: Sequence[Change]
+        self,
+        policy: RingPolicy,
+        records: Sequence[KeyRecord],
+        changes: Sequence[Change],
+        *,
+        actor: str = SYSTEM,
     ) -> None:
-        """Persist ``changes`` atomically, then switch the in-memory view to them at once."""
+        """Persist ``changes`` and their audit records atomically, then switch the view."""
         if not changes:
             return
         await self._store.update_keys(
-            [KeyUpdate(record=c.after, expected=c.before.state) for c in changes]
+            [KeyUpdate(record=c.after, expected=c.before.state) for c in changes],
+            audit=[self._audit_change(c, actor) for c in changes],
         )
+        self._audit.notify()
         written = {r.kid: r for r in records} | {c.after.kid: c.after for c in changes}
         self._service.refresh(policy.name, list(written.values()))
         for change in changes:
@@ -141,14 +164,49 @@ class Keeper:
             if change.after.state is KeyState.DESTROYED:
                 await self._backend.destroy(ref_of(change.after))
 
-    async def _generate(self, policy: RingPolicy, why: Generate) -> KeyRecord:
+    def _audit_change(self, change: Change, actor: str) -> AuditEntry:
+        before, after = change.before.state, change.after.state
+        verb = "reinstate" if after is KeyState.DRAINING and before in _BACKOUT else _VERBS[after]
+        details: dict[str, Any] = {
+            "ring": change.after.ring,
+            "kid": change.after.kid,
+            "from": before.value,
+            "to": after.value,
+            "reason": change.reason,
+        }
+        if after is KeyState.ACTIVE:
+            details["emergency"] = change.after.emergency
+        return self._audit.make(
+            actor=actor,
+            action=f"key.{verb}",
+            target=f"ring/{change.after.ring}/{change.after.kid}",
+            details=details,
+        )
+
+    async def _generate(self, policy: RingPolicy, why: Generate, actor: str = SYSTEM) -> KeyRecord:
         record = await self._service.generate_key(policy, active=why is Generate.EMERGENCY)
-        await self._store.insert_key(record)
+        generated = self._audit.make(
+            actor=actor,
+            action="key.generate",
+            target=f"ring/{policy.name}/{record.kid}",
+            details={
+                "ring": policy.name,
+                "kid": record.kid,
+                "alg": record.alg.value,
+                "label": record.label,
+                "state": record.state.value,
+                "purpose": why.value,
+            },
+        )
+        await self._store.insert_key(record, audit=[generated])
+        self._audit.notify()
         self._service.refresh(policy.name, await self._store.keys(policy.name))
         log.info("generated %s key %s", why.value, record.kid, extra={"ring": policy.name})
         return record
 
-    async def rotate(self, ring: str, *, immediate: bool, reason: str = "") -> RotationAccepted:
+    async def rotate(
+        self, ring: str, *, immediate: bool, reason: str = "", actor: str = SYSTEM
+    ) -> RotationAccepted:
         """Start a rotation: safe by default (the pre-published standby takes over when ready)."""
         log.info(
             "rotation of ring %s requested%s: %s",
@@ -173,7 +231,7 @@ class Keeper:
                     changes = [lifecycle.request_rotation(records, now)]
             except lifecycle.LifecycleError as exc:
                 raise Conflict(str(exc)) from None
-            await self._apply(policy, records, changes)
+            await self._apply(policy, records, changes, actor=actor)
             pending = [r for r in records if r.state is KeyState.PENDING]
             activates_at = now
             if not immediate and pending:
@@ -182,26 +240,60 @@ class Keeper:
         await self.tick(policy)
         return RotationAccepted(ring=ring, requested_at=now, activates_at=activates_at)
 
-    async def revoke(self, kid: KeyId, reason: str) -> RevocationDone:
+    async def revoke(self, kid: KeyId, reason: str, *, actor: str = SYSTEM) -> RevocationDone:
         """Kill-switch: the key leaves the JWKS and stops signing at once."""
         record = await self._store.get_key(kid)
-        if record is None or record.ring not in self._locks:
-            raise UnknownKey(f"no key with kid {kid!r}")
-        policy = self._service.view(record.ring).policy
-        async with self._locks[record.ring]:
-            records = await self._store.keys(record.ring)
+        policy = self.policy_of(record, kid)
+        async with self._locks[policy.name]:
+            records = await self._store.keys(policy.name)
             try:
                 revocation = lifecycle.revoke(records, kid, reason, self._now())
             except lifecycle.LifecycleError as exc:
                 raise Conflict(str(exc)) from None
-            await self._apply(policy, records, revocation.changes)
+            await self._apply(policy, records, revocation.changes, actor=actor)
             if revocation.generate is not None:
-                await self._generate(policy, revocation.generate)
+                await self._generate(policy, revocation.generate, actor)
         await self.tick(policy)
         revoked = await self._store.get_key(kid)
         assert revoked is not None  # noqa: S101 -- just written
-        signing = self._service.view(record.ring).signing
+        signing = self._service.view(policy.name).signing
         return RevocationDone(revoked=revoked, active=signing.record.kid if signing else None)
+
+    async def destroy_once(self, kid: KeyId, *, actor: str) -> KeyRecord:
+        """Destroy a retired or revoked key now (an approved request); a no-op if destroyed."""
+        return await self._operate(kid, lifecycle.destroy_early, KeyState.DESTROYED, actor=actor)
+
+    async def reinstate_once(self, kid: KeyId, *, actor: str) -> KeyRecord:
+        """Back a revoked or retired key into the JWKS as draining; a no-op if it already is."""
+        return await self._operate(kid, lifecycle.reinstate, KeyState.DRAINING, actor=actor)
+
+    async def _operate(
+        self,
+        kid: KeyId,
+        operation: Callable[[Sequence[KeyRecord], KeyId, int], Change],
+        done: KeyState,
+        *,
+        actor: str,
+    ) -> KeyRecord:
+        policy = self.policy_of(await self._store.get_key(kid), kid)
+        async with self._locks[policy.name]:
+            records = await self._store.keys(policy.name)
+            current = next(r for r in records if r.kid == kid)
+            if current.state is done:
+                return current  # a resumed run after a crash: the effect is already there
+            try:
+                change = operation(records, kid, self._now())
+            except lifecycle.LifecycleError as exc:
+                raise Conflict(str(exc)) from None
+            await self._apply(policy, records, [change], actor=actor)
+        self._wake.set()
+        return change.after
+
+    def policy_of(self, record: KeyRecord | None, kid: KeyId) -> RingPolicy:
+        """The policy of the ring that holds ``record``; ``UnknownKey`` if none does."""
+        if record is None or record.ring not in self._locks:
+            raise UnknownKey(f"no key with kid {kid!r}")
+        return self._service.view(record.ring).policy
 
     async def run(self) -> None:
         """Tick every ring whenever something is due, forever (cancel to stop)."""

@@ -13,12 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
+from signer.context import AUDIT
 from signer.errors import (
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
     SignerError,
+    Unauthenticated,
 )
 
 log = logging.getLogger("signer.http")
@@ -84,6 +87,26 @@ def _http_exception_body(exc: web.HTTPException) -> dict[str, Any]:
     }
 
 
+# Refusals of who the caller is or what it may do: each is audited (DESIGN.md: Audit).
+AUDITED_REFUSALS = (Unauthenticated, Forbidden, RateLimited)
+
+
+async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
+    audit = request.app.get(AUDIT)
+    if audit is None:
+        return
+    try:
+        await audit.record(
+            actor=request.get("principal", "anonymous"),
+            action="authz.deny",
+            target=request.path,
+            outcome="denied",
+            details={"method": request.method, "code": exc.code, "detail": exc.detail},
+        )
+    except SignerError:
+        log.exception("could not audit a refused request to %s", request.path)
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every error raised by a handler into a problem response."""
@@ -92,6 +115,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except SignerError as exc:
         if exc.status >= 500:
             log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
+        if isinstance(exc, AUDITED_REFUSALS):
+            await _audit_refusal(request, exc)
         return problem_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from jwks.algorithms import Alg
 from jwks.jwk import Jwk, public_jwk
 from jwks.jws import compact, encode_claims, signing_input
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId, thumbprint
+from signer.audit.writer import AuditWriter
 from signer.errors import KeyNotActive, KeyProofFailed, UnknownRing
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.rings import RingView, SigningKey, ref_of
@@ -29,6 +33,19 @@ log = logging.getLogger("signer.service")
 Clock = Callable[[], float]
 
 SIGN_ATTEMPTS = 3
+AUDIT_KID = "audit_kid"
+AUDIT_RING = "_audit"  # not a configurable ring name (names start with a letter or digit)
+# The audit key never rotates by schedule; only its algorithm and label prefix matter here.
+AUDIT_POLICY = RingPolicy(
+    name=AUDIT_RING,
+    alg=Alg.ES256,
+    rotation_period=2,
+    prepublish=1,
+    token_max_ttl=1,
+    jwks_max_age=1,
+    clock_skew=0,
+    retain=1,
+)
 VIEW_CHANGE_WAIT_S = 2.0  # a lifecycle write refreshes the view right after it commits
 
 
@@ -41,6 +58,10 @@ class SignedJwt:
     alg: str
     exp: int
     jti: str
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def key_label(ring: str, key_id: str) -> str:
@@ -86,11 +107,13 @@ class SignerService:
         backend: KeyBackend,
         store: StateStore,
         clock: Clock,
+        audit: AuditWriter,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.store = store
         self.clock = clock
+        self.audit = audit
         self._policies: dict[str, RingPolicy] = {r.name: r for r in settings.rings}
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)
@@ -166,7 +189,7 @@ class SignerService:
             raise KeyProofFailed(f"key {ref.label} on the token does not match kid {kid}")
         return members
 
-    async def sign_jwt(self, ring: str, request: JwtRequest) -> SignedJwt:
+    async def sign_jwt(self, ring: str, request: JwtRequest, *, actor: str) -> SignedJwt:
         """Sign ``request``'s claims with the ring's active key.
 
         A rotation or revocation can land while a request is in flight. The store refuses to
@@ -186,8 +209,51 @@ class SignerService:
                 await self._view_change(ring, view)
                 continue
             if key.record.kid not in self._revoked:
+                await self._audit_signature(ring, actor, signed, request)
                 return signed
         raise KeyNotActive(f"ring {ring!r} has no key that may sign right now")
+
+    async def _audit_signature(
+        self, ring: str, actor: str, signed: SignedJwt, request: JwtRequest
+    ) -> None:
+        """Durably record the signature before the token may leave (DESIGN.md: Audit)."""
+        details: dict[str, Any] = {
+            "ring": ring,
+            "kid": signed.kid,
+            "alg": signed.alg,
+            "exp": signed.exp,
+            "jti_sha256": _digest(signed.jti),
+        }
+        sub = request.claims.get("sub")
+        if isinstance(sub, str):
+            details["sub_sha256"] = _digest(sub)
+        await self.audit.record(
+            actor=actor, action="jwt.sign", target=f"ring/{ring}/{signed.kid}", details=details
+        )
+
+    async def audit_key(self) -> KeyRecord:
+        """The HSM key that signs audit checkpoints, generated (and audited) on first use."""
+        kid = await self.store.get_meta(AUDIT_KID)
+        record = None if kid is None else await self.store.get_key(KeyId(kid))
+        if record is not None:
+            await self.prove_record(record)
+            return record
+        record = await self.generate_key(AUDIT_POLICY, active=True)
+        generated = self.audit.make(
+            actor="system",
+            action="key.generate",
+            target=f"ring/{AUDIT_RING}/{record.kid}",
+            details={
+                "ring": AUDIT_RING,
+                "kid": record.kid,
+                "alg": record.alg.value,
+                "label": record.label,
+                "purpose": "audit checkpoints",
+            },
+        )
+        await self.store.insert_key(record, audit=[generated])
+        await self.store.set_meta(AUDIT_KID, record.kid)
+        return record
 
     async def _view_change(self, ring: str, seen: RingView) -> None:
         """Wait (briefly) until ``ring``'s view is newer than ``seen``."""

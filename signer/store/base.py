@@ -13,6 +13,8 @@ from typing import Protocol
 
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
+from signer.approvals.rules import ApprovalRequest
+from signer.audit.chain import AuditEntry, AuditRecord
 from signer.errors import Conflict
 
 
@@ -42,16 +44,62 @@ class StateStore(Protocol):
         """The record of ``kid``, if any."""
         ...
 
-    async def insert_key(self, record: KeyRecord) -> None:
-        """Add a new key; raise ``StaleWrite`` if the kid or HSM key id already exists."""
+    async def insert_key(self, record: KeyRecord, *, audit: Sequence[AuditEntry] = ()) -> None:
+        """Add a new key and its audit records atomically; ``StaleWrite`` if the kid exists."""
         ...
 
-    async def update_keys(self, updates: Sequence[KeyUpdate]) -> None:
-        """Apply all updates atomically, or none and raise ``StaleWrite``."""
+    async def update_keys(
+        self, updates: Sequence[KeyUpdate], *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Apply all updates and their audit records atomically, or none: ``StaleWrite``."""
         ...
 
     async def raise_watermark(self, kid: KeyId, exp: int) -> int:
         """Set the key's ``exp_watermark`` to at least ``exp``; return the stored value."""
+        ...
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Chain and durably commit ``entries`` in one transaction; return the records."""
+        ...
+
+    async def audit_records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Audit records with ``seq > after``, in order, at most ``limit``."""
+        ...
+
+    async def audit_raw(self, *, after: int = 0) -> list[str]:
+        """The stored JSON text of each audit record with ``seq > after`` (for verification)."""
+        ...
+
+    async def insert_approval(
+        self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add an approval request and its audit records atomically."""
+        ...
+
+    async def update_approval(
+        self,
+        request: ApprovalRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a request still at ``expected_version`` (else ``StaleWrite``), with audit."""
+        ...
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """One approval request, if it exists."""
+        ...
+
+    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Approval requests (in ``state``), oldest first."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None:
+        """A small named value."""
+        ...
+
+    async def set_meta(self, key: str, value: str, *, audit: Sequence[AuditEntry] = ()) -> None:
+        """Set a small named value and its audit records atomically."""
         ...
 
     async def aping(self) -> None:

@@ -18,6 +18,10 @@ from typing import Any, TypeVar
 from jwks.algorithms import Alg
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId
+from signer.approvals.rules import ApprovalRequest
+from signer.approvals.rules import from_json as approval_from_json
+from signer.approvals.rules import to_json as approval_json
+from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
 from signer.store.base import KeyUpdate, StaleWrite
 
@@ -49,6 +53,24 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE INDEX IF NOT EXISTS keys_by_ring ON keys (ring, seq);
 -- DESIGN.md: exactly one active key per ring, enforced by the database as well.
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_ring ON keys (ring) WHERE state = 'active';
+-- The audit chain: each row is one record's exported JSON; seq and hash are indexed copies.
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state, created_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 _COLUMNS = (
     "kid",
@@ -102,6 +124,20 @@ def _from_row(row: sqlite3.Row) -> KeyRecord:
     values["ring"] = RingName(row["ring"])
     values["emergency"] = bool(row["emergency"])
     return KeyRecord(**values)
+
+
+def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    """Chain ``entries`` onto the stored head inside the caller's transaction."""
+    if not entries:
+        return []
+    row = conn.execute("SELECT record FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    head = None if row is None else AuditRecord.from_json(json.loads(row[0]))
+    records = link_all(entries, head=head)
+    conn.executemany(
+        "INSERT INTO audit (seq, hash, record) VALUES (?, ?, ?)",
+        [(r.seq, r.hash, json.dumps(r.to_json(), ensure_ascii=False)) for r in records],
+    )
+    return records
 
 
 class SqliteStore:
@@ -167,8 +203,8 @@ class SqliteStore:
 
         return await self._run(query)
 
-    async def insert_key(self, record: KeyRecord) -> None:
-        """Add a new key; raise ``StaleWrite`` if the kid or HSM key id already exists."""
+    async def insert_key(self, record: KeyRecord, *, audit: Sequence[AuditEntry] = ()) -> None:
+        """Add a new key (and its audit records, in the same transaction)."""
         columns = ", ".join(_COLUMNS)
         marks = ", ".join("?" for _ in _COLUMNS)
 
@@ -180,11 +216,14 @@ class SqliteStore:
                     f"INSERT INTO keys ({columns}, seq) VALUES ({marks}, ?)",  # noqa: S608 -- fixed column names
                     (*_to_row(record), seq),
                 )
+                _append_audit(conn, audit)
 
         await self._run(insert)
 
-    async def update_keys(self, updates: Sequence[KeyUpdate]) -> None:
-        """Apply all updates atomically, or none and raise ``StaleWrite``."""
+    async def update_keys(
+        self, updates: Sequence[KeyUpdate], *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Apply all updates (and their audit records) atomically, or none: ``StaleWrite``."""
         assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "kid")
 
         def update(conn: sqlite3.Connection) -> None:
@@ -200,6 +239,7 @@ class SqliteStore:
                         raise StaleWrite(
                             f"key {item.record.kid} is no longer {item.expected.value}"
                         )
+                _append_audit(conn, audit)
 
         await self._run(update)
 
@@ -217,6 +257,138 @@ class SqliteStore:
             return int(row[0])
 
         return await self._run(update)
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Chain and commit ``entries`` in one transaction (a group commit); return them."""
+
+        def append(conn: sqlite3.Connection) -> list[AuditRecord]:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                return _append_audit(conn, entries)
+
+        return await self._run(append)
+
+    async def audit_records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Records with ``seq > after`` in order, at most ``limit``."""
+
+        def query(conn: sqlite3.Connection) -> list[AuditRecord]:
+            rows = conn.execute(
+                "SELECT record FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, -1 if limit is None else limit),
+            ).fetchall()
+            return [AuditRecord.from_json(json.loads(row[0])) for row in rows]
+
+        return await self._run(query)
+
+    async def audit_raw(self, *, after: int = 0) -> list[str]:
+        """The stored JSON of each record with ``seq > after``, unparsed, for verification."""
+
+        def query(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT record FROM audit WHERE seq > ? ORDER BY seq", (after,)
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._run(query)
+
+    async def insert_approval(
+        self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a new approval request (and its audit records) atomically."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO approvals (id, state, version, created_at, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        request.id,
+                        request.state.value,
+                        request.version,
+                        request.created_at,
+                        json.dumps(approval_json(request)),
+                    ),
+                )
+                _append_audit(conn, audit)
+
+        await self._run(insert)
+
+    async def update_approval(
+        self,
+        request: ApprovalRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a request if it is still at ``expected_version``; else ``StaleWrite``."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                cursor = conn.execute(
+                    "UPDATE approvals SET state = ?, version = ?, body = ? "
+                    "WHERE id = ? AND version = ?",
+                    (
+                        request.state.value,
+                        request.version,
+                        json.dumps(approval_json(request)),
+                        request.id,
+                        expected_version,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise StaleWrite(f"approval {request.id} changed concurrently")
+                _append_audit(conn, audit)
+
+        await self._run(update)
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """One approval request, if it exists."""
+
+        def query(conn: sqlite3.Connection) -> ApprovalRequest | None:
+            row = conn.execute("SELECT body FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            return None if row is None else approval_from_json(json.loads(row[0]))
+
+        return await self._run(query)
+
+    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Approval requests (in ``state``), oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[ApprovalRequest]:
+            if state is None:
+                rows = conn.execute("SELECT body FROM approvals ORDER BY created_at").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM approvals WHERE state = ? ORDER BY created_at", (state,)
+                ).fetchall()
+            return [approval_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._run(query)
+
+    async def get_meta(self, key: str) -> str | None:
+        """A small named value (e.g. the audit key's kid)."""
+
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(query)
+
+    async def set_meta(self, key: str, value: str, *, audit: Sequence[AuditEntry] = ()) -> None:
+        """Set a small named value (and audit it) atomically."""
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+                _append_audit(conn, audit)
+
+        await self._run(upsert)
 
     async def aping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""

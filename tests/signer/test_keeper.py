@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from jwks.records import KeyRecord, KeyState
+from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, KeyProofFailed
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
@@ -65,7 +66,7 @@ class Rig:
     store: SqliteStore
     clock: Clock
     ring: str
-    extra: list[SqliteStore] = field(default_factory=list)
+    audit: AuditWriter
 
     async def records(self) -> list[KeyRecord]:
         return await self.store.keys(self.ring)
@@ -75,7 +76,7 @@ class Rig:
 
     async def sign(self, ttl: int = MAX_TTL) -> str:
         request = JwtRequest.parse({"claims": {}, "ttl": ttl}, token_max_ttl=MAX_TTL)
-        return (await self.service.sign_jwt(self.ring, request)).kid
+        return (await self.service.sign_jwt(self.ring, request, actor="test")).kid
 
     def published(self) -> list[str]:
         return [
@@ -95,16 +96,19 @@ def make_rig(tmp_path: Path, backend: Pkcs11Backend, ring: str, *, immediate: bo
     settings = load_settings(path, environ={"PIN": "x"})
     store = SqliteStore(tmp_path / "state.db")
     clock = Clock()
-    service = SignerService(settings, backend=backend, store=store, clock=clock)
-    return Rig(settings, service, Keeper(service), store, clock, ring)
+    audit = AuditWriter(store, clock=clock)
+    service = SignerService(settings, backend=backend, store=store, clock=clock, audit=audit)
+    return Rig(settings, service, Keeper(service, audit), store, clock, ring, audit)
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, backend: Pkcs11Backend) -> AsyncIterator[Rig]:
     """A started ring of its own (unique name on the shared token)."""
     made = make_rig(tmp_path, backend, "r" + new_key_id()[:12])
+    await made.audit.start()
     await made.keeper.start()
     yield made
+    await made.audit.aclose()
     await made.store.aclose()
 
 
@@ -112,8 +116,10 @@ async def rig(tmp_path: Path, backend: Pkcs11Backend) -> AsyncIterator[Rig]:
 async def immediate_rig(tmp_path: Path, backend: Pkcs11Backend) -> AsyncIterator[Rig]:
     """A started ring that allows immediate rotation."""
     made = make_rig(tmp_path, backend, "i" + new_key_id()[:12], immediate=True)
+    await made.audit.start()
     await made.keeper.start()
     yield made
+    await made.audit.aclose()
     await made.store.aclose()
 
 
@@ -126,8 +132,10 @@ async def test_start_publishes_an_active_key_and_a_standby(rig: Rig) -> None:
 
 async def test_second_start_adopts_the_keys(rig: Rig, backend: Pkcs11Backend) -> None:
     before = await rig.records()
-    again = SignerService(rig.settings, backend=backend, store=rig.store, clock=rig.clock)
-    await Keeper(again).start()
+    again = SignerService(
+        rig.settings, backend=backend, store=rig.store, clock=rig.clock, audit=rig.audit
+    )
+    await Keeper(again, rig.audit).start()
     assert await rig.records() == before
 
 
@@ -237,10 +245,12 @@ async def test_start_destroys_an_orphan_from_an_interrupted_generate(
     key_id = new_key_id()
     fresh = make_rig(tmp_path, backend, ring)
     orphan = await backend.generate(fresh.settings.rings[0].alg, key_id, f"signer/{ring}/{key_id}")
+    await fresh.audit.start()
     await fresh.keeper.start()
     on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{ring}/")}
     assert orphan.key_id not in on_token
     assert on_token == {r.key_id for r in await fresh.records()}
+    await fresh.audit.aclose()
     await fresh.store.aclose()
 
 

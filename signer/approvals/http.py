@@ -1,0 +1,82 @@
+"""Approvals over HTTP: list, read, approve and deny.
+
+A principal sees a request it made, one its group may vote on, or any with ``audit:read``.
+Who may vote is decided by the request's policy (members of its group, never the requester).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signer.approvals.rules import ApprovalRequest, ApprovalState, Decision, UnknownApproval
+from signer.approvals.rules import to_json as approval_json
+from signer.auth import Principal
+from signer.bodies import read_json
+from signer.context import APPROVALS, SETTINGS, json_response, principal_of
+from signer.errors import InvalidField, MalformedJson, UnknownField
+
+_STATES = frozenset(state.value for state in ApprovalState)
+
+
+def _visible(principal: Principal, request: ApprovalRequest) -> bool:
+    return (
+        principal.name == request.requester
+        or principal.name in request.policy.members
+        or principal.allows("audit:read")
+    )
+
+
+async def list_approvals(request: web.Request) -> web.Response:
+    """GET /v1/approvals?state=pending."""
+    principal = principal_of(request)
+    state = request.query.get("state")
+    if state is not None and state not in _STATES:
+        raise InvalidField(f"'state' must be one of {', '.join(sorted(_STATES))}", field="state")
+    found = await request.app[APPROVALS].list(state=state)
+    return json_response({"approvals": [approval_json(a) for a in found if _visible(principal, a)]})
+
+
+async def get_approval(request: web.Request) -> web.Response:
+    """GET /v1/approvals/{id}."""
+    principal = principal_of(request)
+    approval = await request.app[APPROVALS].get(request.match_info["id"])
+    if not _visible(principal, approval):
+        raise UnknownApproval(f"no approval {approval.id!r}")
+    return json_response(approval_json(approval))
+
+
+async def _vote(request: web.Request, decision: Decision) -> web.Response:
+    principal = principal_of(request)
+    comment = ""
+    if request.body_exists:
+        body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+        if not isinstance(body, dict):
+            raise MalformedJson("the request body must be a JSON object")
+        unknown = sorted(set(body) - {"comment"})
+        if unknown:
+            raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
+        comment = body.get("comment", "")
+        if not isinstance(comment, str):
+            raise InvalidField("'comment' must be a string", field="comment")
+    approval = await request.app[APPROVALS].vote(
+        request.match_info["id"], approver=principal.name, decision=decision, comment=comment
+    )
+    return json_response(approval_json(approval))
+
+
+async def approve(request: web.Request) -> web.Response:
+    """POST /v1/approvals/{id}/approve."""
+    return await _vote(request, Decision.APPROVE)
+
+
+async def deny(request: web.Request) -> web.Response:
+    """POST /v1/approvals/{id}/deny (a comment is required)."""
+    return await _vote(request, Decision.DENY)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the approval endpoints."""
+    app.router.add_get("/v1/approvals", list_approvals)
+    app.router.add_get("/v1/approvals/{id}", get_approval)
+    app.router.add_post("/v1/approvals/{id}/approve", approve)
+    app.router.add_post("/v1/approvals/{id}/deny", deny)

@@ -1,0 +1,211 @@
+"""The approvals shell: persists what ``signer.approvals.rules`` decides, and runs approved
+operations exactly once.
+
+Every vote is a compare-and-set on the request's ``version``, written in one transaction with its
+audit record. Of two final approvals racing on two connections only one write wins; only the
+winner saw ``reached_quorum`` and runs the operation, then marks the request ``executed`` (again a
+compare-and-set). A crash between the two leaves the request ``approved``; ``resume`` runs it at
+the next start. Operations are idempotent against their own effect (a destroyed key cannot be
+destroyed twice), so a resumed run is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from signer.approvals import rules
+from signer.approvals.rules import (
+    ApprovalId,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalState,
+    Decision,
+    UnknownApproval,
+    Vote,
+)
+from signer.audit.writer import AuditWriter
+from signer.errors import Conflict, SignerError
+from signer.store.base import StaleWrite, StateStore
+
+log = logging.getLogger("signer.approvals")
+
+DEFAULT_TTL = 24 * 3600
+CAS_ATTEMPTS = 5
+
+Operation = Callable[[ApprovalRequest], Awaitable[Mapping[str, Any]]]
+
+
+class Approvals:
+    """Create, vote on and execute approval requests."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        audit: AuditWriter,
+        *,
+        clock: Callable[[], float],
+        ttl: int = DEFAULT_TTL,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._ttl = ttl
+        self._operations: dict[str, Operation] = {}
+
+    def register(self, operation: str, run: Operation) -> None:
+        """Name the function that carries out ``operation`` once it is approved."""
+        self._operations[operation] = run
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    async def create(
+        self,
+        *,
+        operation: str,
+        target: str,
+        requester: str,
+        policy: ApprovalPolicy,
+        details: Mapping[str, str | int | bool | None],
+    ) -> ApprovalRequest:
+        """Open a pending request (audited with it)."""
+        if operation not in self._operations:
+            raise Conflict(f"no operation {operation!r} can be approved")
+        request = rules.new_request(
+            id=ApprovalId("apr_" + secrets.token_urlsafe(12)),
+            operation=operation,
+            target=target,
+            requester=requester,
+            policy=policy,
+            now=self._now(),
+            ttl=self._ttl,
+            details=details,
+        )
+        created = self._audit.make(
+            actor=requester,
+            action="approval.create",
+            target=f"approval/{request.id}",
+            details={
+                "operation": operation,
+                "target": target,
+                "group": policy.group,
+                "required": policy.required,
+                **{f"param.{k}": v for k, v in details.items()},
+            },
+        )
+        await self._store.insert_approval(request, audit=[created])
+        self._audit.notify()
+        return request
+
+    async def get(self, approval_id: str) -> ApprovalRequest:
+        """One request, expired first if its time is up."""
+        request = await self._store.get_approval(approval_id)
+        if request is None:
+            raise UnknownApproval(f"no approval {approval_id!r}")
+        return await self._expire_if_due(request)
+
+    async def list(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Requests (in ``state``), with due expiries applied first."""
+        current = [await self._expire_if_due(r) for r in await self._store.approvals()]
+        return [r for r in current if state is None or r.state.value == state]
+
+    async def _expire_if_due(self, request: ApprovalRequest) -> ApprovalRequest:
+        expired = rules.expire(request, self._now())
+        if expired is None:
+            return request
+        entry = self._audit.make(
+            actor="system",
+            action="approval.expire",
+            target=f"approval/{request.id}",
+            outcome="failure",
+            details={"operation": request.operation, "target": request.target},
+        )
+        try:
+            await self._store.update_approval(
+                expired, expected_version=request.version, audit=[entry]
+            )
+        except StaleWrite:
+            fresh = await self._store.get_approval(request.id)
+            return fresh if fresh is not None else request
+        self._audit.notify()
+        return expired
+
+    async def vote(
+        self, approval_id: str, *, approver: str, decision: Decision, comment: str
+    ) -> ApprovalRequest:
+        """Record ``approver``'s vote; run the operation if this vote reaches quorum."""
+        for _ in range(CAS_ATTEMPTS):
+            request = await self.get(approval_id)
+            cast = Vote(approver=approver, decision=decision, comment=comment, at=self._now())
+            try:
+                result = rules.vote(request, cast, self._now())
+            except SignerError as refused:
+                await self._audit.record(
+                    actor=approver,
+                    action="approval.vote",
+                    target=f"approval/{request.id}",
+                    outcome="denied",
+                    details={"decision": decision.value, "code": refused.code},
+                )
+                raise
+            if not result.changed:
+                return request
+            voted = self._audit.make(
+                actor=approver,
+                action="approval.vote",
+                target=f"approval/{request.id}",
+                details={
+                    "decision": decision.value,
+                    "comment": comment,
+                    "approvals": result.request.approvals,
+                    "required": request.policy.required,
+                    "state": result.request.state.value,
+                },
+            )
+            try:
+                await self._store.update_approval(
+                    result.request, expected_version=request.version, audit=[voted]
+                )
+            except StaleWrite:
+                continue  # another vote landed first: read it and decide again
+            self._audit.notify()
+            if result.reached_quorum:
+                return await self._execute(result.request)
+            return result.request
+        raise Conflict(f"approval {approval_id} is changing too fast; try again")
+
+    async def _execute(self, request: ApprovalRequest) -> ApprovalRequest:
+        run = self._operations[request.operation]
+        try:
+            outcome = await run(request)
+        except SignerError as exc:
+            log.warning("approved %s on %s failed: %s", request.operation, request.target, exc)
+            await self._audit.record(
+                actor="system",
+                action="approval.execute",
+                target=f"approval/{request.id}",
+                outcome="failure",
+                details={"operation": request.operation, "code": exc.code},
+            )
+            raise
+        executed = rules.mark_executed(request, self._now())
+        entry = self._audit.make(
+            actor="system",
+            action="approval.execute",
+            target=f"approval/{request.id}",
+            details={"operation": request.operation, "target": request.target, **outcome},
+        )
+        await self._store.update_approval(executed, expected_version=request.version, audit=[entry])
+        self._audit.notify()
+        return executed
+
+    async def resume(self) -> None:
+        """Run operations whose approval reached quorum but whose run a crash interrupted."""
+        for request in await self._store.approvals(state=ApprovalState.APPROVED.value):
+            try:
+                await self._execute(request)
+            except SignerError as exc:
+                log.warning("resuming approval %s failed: %s", request.id, exc.code)

@@ -1,0 +1,1 @@
+"""The audit log (DESIGN.md "Audit"): hash-chained records, signed checkpoints, their writer."""

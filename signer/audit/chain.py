@@ -1,0 +1,565 @@
+"""Hash-chained audit records (DESIGN.md "Audit"): what is recorded, how it is linked, how checked.
+
+Each line of an export (JSON Lines) is one object with exactly nine members::
+
+    {"seq", "time", "actor", "action", "target", "outcome", "details", "prev", "hash"}
+
+A third party verifies a log from this description alone:
+
+1. ``seq`` is an integer counting up by one from 1. ``time`` is RFC 3339 UTC with exactly six
+   fraction digits and ``Z`` (``2026-11-29T01:02:03.123456Z``). ``actor`` (a principal name or
+   ``system``), ``action`` (``jwt.sign``, ``key.revoke``, ``authz.deny``…) and ``target`` are
+   strings; ``outcome`` is ``success``, ``denied`` or ``failure``; ``details`` is an object.
+2. ``hash`` is the lowercase hex SHA-256 of the canonical encoding (below) of the object made of
+   the other eight members.
+3. ``prev`` is the ``hash`` of record ``seq - 1``; record 1 has ``prev`` = GENESIS, 64 zeros.
+
+Canonical encoding: UTF-8 JSON with no whitespace, the members of every object sorted by key
+(code point order), strings with ``"`` and ``\\`` escaped as ``\\"`` and ``\\\\``, U+0008, U+0009,
+U+000A, U+000C, U+000D as ``\\b \\t \\n \\f \\r``, the other characters below U+0020 as ``\\u00xx``
+(lowercase hex), and every other character as itself; integers in plain decimal; ``true``,
+``false``, ``null``. It is Python's ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False).encode("utf-8")``, and also RFC 8785 (JCS) because values are restricted so
+that the spelling is unique: no floats at all, integers within ±(2**53 - 1) (RFC 7493 §2.2),
+strings that are Unicode text (no lone surrogates), and object keys within the Basic Multilingual
+Plane (there, code point order is RFC 8785 §3.2.3's UTF-16 order). For example the record::
+
+    {"seq":1,"time":"2026-11-29T01:02:03.123456Z","actor":"alice","action":"key.revoke",
+     "target":"default/k1","outcome":"success","details":{"reason":"clé perdue","n":2},"prev":"0…0"}
+
+is hashed as the bytes (shown wrapped, no newline in them)::
+
+    {"action":"key.revoke","actor":"alice","details":{"n":2,"reason":"clé perdue"},
+    "outcome":"success","prev":"0000000000000000000000000000000000000000000000000000000000000000",
+    "seq":1,"target":"default/k1","time":"2026-11-29T01:02:03.123456Z"}
+
+whose SHA-256 is ``5dae09d2cc1a765ddf05fe318e75266a2a5a6179424adc4c6afffa5c7347f67d``.
+
+What the chain alone proves (:func:`verify_chain` names the first bad record and why): a changed
+field, a record removed from the middle, records swapped or moved, and a record inserted, even a
+forged one with a recomputed hash (the next record's ``prev`` or ``seq`` disowns it). What it does
+not prove: removing the last N records leaves a shorter valid chain, and whoever can write the log
+can append records or rewrite it from any point on with recomputed hashes. Signed checkpoints
+(:mod:`signer.audit.checkpoint`) cover everything up to the head they sign; the tail after the last
+checkpoint is only chained. An export that starts after record N verifies with ``start_seq=N+1``
+and ``start_prev`` = the hash of record N, taken from a trusted source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal, TypeAlias, TypedDict, cast
+
+from jwks.b64 import b64url_encode
+
+JSON: TypeAlias = "str | int | bool | Sequence[JSON] | Mapping[str, JSON] | None"
+# What a verification found at the first bad record:
+#   malformed      it cannot be read: not JSON, other members or types, values out of form
+#   changed        its hash does not match its content
+#   removed        seq jumps forward, and the skipped seqs appear nowhere after it
+#   reordered      seq jumps forward, and a skipped seq comes later
+#   inserted       it does not belong though its own hash holds: a copy, seq going back, or a
+#                  prev link its neighbours contradict
+#   bad-signature  a checkpoint's signature does not verify (signer.audit.checkpoint)
+#   mismatch       a checkpoint signs another hash than the record at its seq has
+Fault = Literal[
+    "malformed", "changed", "removed", "reordered", "inserted", "bad-signature", "mismatch"
+]
+ChainInput: TypeAlias = "AuditRecord | Mapping[str, object] | str | bytes"
+
+GENESIS: Final = "0" * 64
+OUTCOMES: Final = frozenset({"success", "denied", "failure"})
+CHECKPOINT_ACTION: Final = "audit.checkpoint"
+CHECKPOINT_TYPE: Final = "signer-audit-checkpoint/v1"
+MAX_SAFE_INTEGER: Final = 2**53 - 1  # RFC 7493 §2.2: integers every JSON parser reads exactly
+_MAX_DEPTH: Final = 32
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MEMBERS: Final = ("seq", "time", "actor", "action", "target", "outcome", "details", "prev", "hash")
+_KINDS: Final = (
+    (type(None), "null"),
+    (bool, "a boolean"),  # before int: bool is an int in Python, not in JSON
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (Mapping, "an object"),
+)
+_WIRE_KINDS: Final = dict.fromkeys(_MEMBERS, "a string") | {
+    "seq": "an integer",
+    "details": "an object",
+}
+
+
+class AuditRecordJson(TypedDict):
+    """One exported JSON Lines object."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, JSON]
+    prev: str
+    hash: str
+
+
+def format_time(unix_seconds: float) -> str:
+    """Render Unix seconds as the audit time form, RFC 3339 UTC to the nearest microsecond."""
+    if not math.isfinite(unix_seconds):
+        raise ValueError(f"a time must be a finite number of seconds, not {unix_seconds!r}")
+    try:
+        moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"{unix_seconds!r} seconds is outside the years 1 to 9999") from exc
+    return moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+
+
+def canonical_json(value: object) -> bytes:
+    """Return the canonical encoding (module docstring) of a JSON value; ValueError if not one."""
+    return _encode(_copy(value, "value"))
+
+
+def _encode(value: object) -> bytes:
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def _kind(value: object) -> str:
+    """The JSON name of a value's type, for messages and wire type checks."""
+    found = next((name for type_, name in _KINDS if isinstance(value, type_)), None)
+    return found or f"a {type(value).__name__}"
+
+
+def _text(value: str, where: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        raise ValueError(f"{where} holds a lone surrogate U+{code:04X}, which is not text") from exc
+    return str.__str__(value)  # a plain str, whatever subclass (StrEnum) came in
+
+
+def _copy(value: object, where: str, depth: int = 0) -> JSON:
+    """Check one JSON value against the canonical rules and return a private deep copy."""
+    if isinstance(value, str):
+        return _text(value, where)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) <= MAX_SAFE_INTEGER:
+        return int(value)
+    if depth >= _MAX_DEPTH:
+        raise ValueError(f"{where} nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        copied: dict[str, JSON] = {}
+        for key, item in value.items():
+            # RFC 8785 §3.2.3 sorts keys by UTF-16 units; within the BMP that is code point order.
+            if not isinstance(key, str) or max(key, default="") > "\uffff":
+                raise ValueError(f"{where} key {key!r} is not a string within the BMP")
+            copied[_text(key, where)] = _copy(item, f"{where}[{key!r}]", depth + 1)
+        return copied
+    if isinstance(value, list | tuple):
+        return [_copy(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    # Floats are refused: their spellings differ between JSON implementations (1e21, -0.0, NaN),
+    # so one value could hash two ways. Audit details carry integers or strings instead.
+    problem = f"{_kind(value)}, which the audit log does not take"
+    if isinstance(value, int):
+        problem = f"{value}, outside ±(2**53 - 1) (RFC 7493 §2.2)"
+    raise ValueError(f"{where} is {problem}")
+
+
+def _copy_object(value: object, where: str) -> dict[str, JSON]:
+    copied = _copy(value, where)
+    if isinstance(copied, dict):
+        return copied
+    raise ValueError(f"{where} must be an object, not {_kind(value)}")
+
+
+def _check_time(value: object, where: str) -> str:
+    if not isinstance(value, str) or _TIME.fullmatch(value) is None:
+        raise ValueError(
+            f"{where} must be RFC 3339 UTC with six fraction digits"
+            f" (2026-11-29T01:02:03.123456Z), not {value!r}"
+        )
+    try:
+        datetime.fromisoformat(value[:-1])
+    except ValueError as exc:
+        raise ValueError(f"{where} {value!r} is not a date and time of the calendar") from exc
+    return value
+
+
+def _check_text(value: object, where: str, *, empty: bool = False) -> str:
+    if isinstance(value, str) and (value or empty):
+        return _text(value, where)
+    problem = "must not be empty" if value == "" else f"must be a string, not {_kind(value)}"
+    raise ValueError(f"{where} {problem}")
+
+
+def _check_hex(value: object, where: str) -> str:
+    if not isinstance(value, str) or _HEX64.fullmatch(value) is None:
+        raise ValueError(f"{where} must be 64 lowercase hex digits, not {value!r}")
+    return value
+
+
+def _check_entry(fields: AuditEntry | AuditRecord) -> dict[str, JSON]:
+    """Validate the caller-given members; return a private deep copy of the details."""
+    _check_time(fields.time, "time")
+    _check_text(fields.actor, "actor")
+    _check_text(fields.action, "action")
+    _check_text(fields.target, "target", empty=True)
+    if fields.outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be success, denied or failure, not {fields.outcome!r}")
+    return _copy_object(fields.details, "details")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """What a caller asks to record; :func:`link` makes it a record of the chain."""
+
+    time: str  # format_time(now)
+    actor: str  # a principal name, or "system"
+    action: str  # "jwt.sign", "key.revoke", "authz.deny", …
+    target: str  # what was acted on: a ring, a kid, a profile…
+    outcome: str  # one of OUTCOMES
+    details: Mapping[str, JSON] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # A private deep copy: a caller reusing its dict cannot change what gets hashed.
+        object.__setattr__(self, "details", _check_entry(self))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One record of the chain. ``hash`` is derived from the rest, so a record is always whole."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: Mapping[str, JSON] = field(hash=False)
+    prev: str
+    hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        seq = self.seq
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SAFE_INTEGER:
+            raise ValueError(f"seq must be an integer from 1 to 2**53 - 1, not {seq!r}")
+        details = _check_entry(self)
+        _check_hex(self.prev, "prev")
+        if (seq == 1) != (self.prev == GENESIS):
+            raise ValueError(f"record seq {seq} has prev {self.prev}: GENESIS is for seq 1 only")
+        object.__setattr__(self, "details", details)
+        content = {name: getattr(self, name) for name in _MEMBERS[:-1]}
+        object.__setattr__(self, "hash", hashlib.sha256(_encode(content)).hexdigest())
+
+    def to_json(self) -> AuditRecordJson:
+        """The exported object: exactly the nine members, with a fresh copy of ``details``."""
+        obj = {name: getattr(self, name) for name in _MEMBERS}
+        return cast(AuditRecordJson, obj | {"details": _copy_object(self.details, "details")})
+
+    @classmethod
+    def from_json(cls, obj: object) -> AuditRecord:
+        """Parse an exported object strictly; ``ValueError`` names the first problem."""
+        record, claimed = _parse(obj)
+        if claimed != record.hash:
+            raise ValueError(f"hash {claimed} is not the content's, which is {record.hash}")
+        return record
+
+
+def _parse(obj: object) -> tuple[AuditRecord, str]:
+    """The record an exported object describes (hash recomputed), and the hash it claims."""
+    if isinstance(obj, Mapping) and set(obj) == set(_MEMBERS):
+        for name, wanted in _WIRE_KINDS.items():
+            if (found := _kind(obj[name])) != wanted:
+                raise ValueError(f"member {name} must be {wanted}, not {found}")
+        claimed = _check_hex(obj["hash"], "hash")
+        return AuditRecord(**{name: obj[name] for name in _MEMBERS[:-1]}), claimed
+    if not isinstance(obj, Mapping):
+        problem = f"a record is a JSON object, not {_kind(obj)}"
+    elif missing := [name for name in _MEMBERS if name not in obj]:
+        problem = f"the record has no member {', '.join(missing)}"
+    else:
+        unknown = sorted(repr(key) for key in obj if key not in _MEMBERS)
+        problem = f"the record has unknown member {', '.join(unknown)}"
+    raise ValueError(problem)
+
+
+def link(entry: AuditEntry, *, seq: int, prev: str) -> AuditRecord:
+    """Make ``entry`` record ``seq`` of the chain, after the record whose hash is ``prev``."""
+    fields = {name: getattr(entry, name) for name in _MEMBERS[1:-2]}
+    return AuditRecord(seq=seq, prev=prev, **fields)
+
+
+def link_all(entries: Iterable[AuditEntry], *, head: AuditRecord | None) -> list[AuditRecord]:
+    """Chain ``entries`` in order after ``head`` (``None``: they start the chain at seq 1)."""
+    seq, prev = (1, GENESIS) if head is None else (head.seq + 1, head.hash)
+    records: list[AuditRecord] = []
+    for entry in entries:
+        records.append(link(entry, seq=seq, prev=prev))
+        seq, prev = seq + 1, records[-1].hash
+    return records
+
+
+class CheckpointPayload(TypedDict):
+    """What a checkpoint signs (canonical JSON), see :mod:`signer.audit.checkpoint`."""
+
+    type: str
+    seq: int
+    hash: str
+    kid: str
+    time: str
+
+
+def checkpoint_payload(head: AuditRecord, *, kid: str, time: str) -> bytes:
+    """The bytes an ES256 checkpoint over ``head`` signs, at ``time`` (the checkpoint's time)."""
+    payload: CheckpointPayload = {
+        "type": CHECKPOINT_TYPE,
+        "seq": head.seq,
+        "hash": head.hash,
+        "kid": _check_text(kid, "kid"),
+        "time": _check_time(time, "time"),
+    }
+    return _encode(payload)
+
+
+def checkpoint_entry(head: AuditRecord, *, kid: str, time: str, signature: bytes) -> AuditEntry:
+    """The entry that records a checkpoint over ``head``; ``signature`` is raw ES256 ``r || s``.
+
+    Chain it like any entry: checkpoints are records, so one removed from the middle shows. Its
+    ``time`` is the payload's, so a verifier rebuilds the payload from the record alone.
+    """
+    if len(signature) != 64:
+        # RFC 7518 §3.4: an ES256 signature is R and S as 32 octets each.
+        raise ValueError(f"an ES256 signature is 64 octets (r || s), not {len(signature)}")
+    checkpoint_payload(head, kid=kid, time=time)  # the same checks as what was signed
+    return AuditEntry(
+        time=time,
+        actor="system",
+        action=CHECKPOINT_ACTION,
+        target="audit",
+        outcome="success",
+        details={
+            "seq": head.seq,
+            "hash": head.hash,
+            "kid": kid,
+            "alg": "ES256",
+            "signature": b64url_encode(signature),
+        },
+    )
+
+
+def parse_line(line: str | bytes) -> object:
+    """Parse one JSON Lines line strictly: UTF-8, one JSON value, no duplicate member names."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"the line is not UTF-8 (byte {exc.start})") from exc
+    if not line.strip():
+        raise ValueError("the line is empty")
+    try:
+        # RFC 8259 §4: duplicate names make a reader's view implementation-defined; a tamperer
+        # could show a different actor to a SIEM than the one hashed here.
+        return json.loads(line, object_pairs_hook=_unique)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the line is not JSON: {exc.msg} at column {exc.colno}") from exc
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"member {key!r} appears twice")
+        obj[key] = value
+    return obj
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadRecord:
+    """The first record a verification rejects, and why."""
+
+    seq: int  # as found; from the position if it could not be read
+    line: int  # 1-based position in the input
+    kind: Fault
+    reason: str  # one sentence for a human
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainReport:
+    """The outcome of :func:`verify_chain`; ``count`` and ``head`` cover the records that check."""
+
+    ok: bool
+    count: int
+    head: AuditRecord | None
+    first_bad: BadRecord | None
+
+
+def verify_chain(
+    records: Iterable[ChainInput], *, start_seq: int = 1, start_prev: str = GENESIS
+) -> ChainReport:
+    """Check a log in order (records, parsed objects or raw lines) and name its first bad record.
+
+    ``start_seq``/``start_prev`` verify an export that begins after record ``start_seq - 1``, whose
+    hash is ``start_prev``. An empty log verifies, and so does a log cut short at its end.
+    """
+    count, head, bad = 0, None, None
+    for item in walk_chain(records, start_seq=start_seq, start_prev=start_prev):
+        if isinstance(item, BadRecord):
+            bad = item
+        else:
+            count, head = count + 1, item[1]
+    return ChainReport(ok=bad is None, count=count, head=head, first_bad=bad)
+
+
+Checked: TypeAlias = tuple[int, AuditRecord]  # (line, record)
+
+
+def walk_chain(
+    records: Iterable[ChainInput], *, start_seq: int = 1, start_prev: str = GENESIS
+) -> Iterator[Checked | BadRecord]:
+    """Yield ``(line, record)`` for each record that checks, in order, then a ``BadRecord`` if any.
+
+    A record is yielded once the next one links to it (or the input ends). When two records
+    contradict each other, the one the record after them disowns is reported; if nothing tells,
+    the earlier one, so that nothing in the input contradicts what was yielded.
+    """
+    if isinstance(start_seq, bool) or not isinstance(start_seq, int) or start_seq < 1:
+        raise ValueError(f"start_seq must be an integer from 1, not {start_seq!r}")
+    if (start_seq == 1) != (_check_hex(start_prev, "start_prev") == GENESIS):
+        raise ValueError("start_prev is GENESIS for start_seq 1, else the hash of start_seq - 1")
+    items = iter(records)
+    expected, last = start_seq, start_prev
+    pending: Checked | None = None
+    for line, item in enumerate(items, start=1):
+        try:
+            record, claimed = _read(item)
+        except ValueError as exc:
+            yield from _settled(pending)
+            seq = _seq_of(item)
+            seq = expected if seq is None else seq
+            yield BadRecord(seq=seq, line=line, kind="malformed", reason=f"line {line}: {exc}.")
+            return
+        seq, at = record.seq, f"record seq {record.seq} at line {line}"
+        if claimed != record.hash:
+            yield from _settled(pending)
+            reason = f"{at} was changed: its content hashes to {record.hash}, not {claimed}."
+            yield BadRecord(seq=seq, line=line, kind="changed", reason=reason)
+            return
+        if seq == expected and record.prev == last:
+            yield from _settled(pending)
+            pending, expected, last = (line, record), seq + 1, record.hash
+            continue
+        if seq > expected:
+            yield from _settled(pending)
+            yield _gap(line, record, expected, items)
+        elif pending is not None and (seq == expected or seq == pending[1].seq):
+            yield from _contested((line, record), pending, items)
+        elif seq == expected:
+            reason = f"{at} does not follow the start: its prev is {record.prev}, not {last}."
+            yield BadRecord(seq=seq, line=line, kind="inserted", reason=reason)
+        else:
+            yield from _settled(pending)
+            reason = f"{at} goes back where seq {expected} was expected: it was inserted."
+            yield BadRecord(seq=seq, line=line, kind="inserted", reason=reason)
+        return
+    yield from _settled(pending)
+
+
+def _settled(pending: Checked | None) -> Iterator[Checked]:
+    if pending is not None:
+        yield pending
+
+
+def _read(item: ChainInput) -> tuple[AuditRecord, str]:
+    if isinstance(item, AuditRecord):
+        return item, item.hash
+    return _parse(parse_line(item) if isinstance(item, str | bytes) else item)
+
+
+def _seq_of(item: ChainInput) -> int | None:
+    """The seq an input claims, if it can be read at all (to locate and classify)."""
+    if isinstance(item, AuditRecord):
+        return item.seq
+    try:
+        obj = parse_line(item) if isinstance(item, str | bytes) else item
+    except ValueError:
+        return None
+    seq = obj.get("seq") if isinstance(obj, Mapping) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _witness(items: Iterator[ChainInput]) -> AuditRecord | None:
+    """The next record, if it reads and its hash holds: it tells which record it follows."""
+    for item in items:
+        try:
+            record, claimed = _read(item)
+        except ValueError:
+            return None
+        return record if claimed == record.hash else None
+    return None
+
+
+def _gap(line: int, record: AuditRecord, expected: int, items: Iterator[ChainInput]) -> BadRecord:
+    """Seq jumps forward: records were removed, or come later (moved), or this one is extra."""
+    seq, later, again = record.seq, None, False
+    for offset, item in enumerate(items, start=line + 1):
+        found = _seq_of(item)
+        if found is not None and expected <= found < seq and later is None:
+            later = (found, offset)
+        again = again or found == seq
+    at = f"record seq {seq} at line {line}"
+    if again:
+        reason = f"{at} comes where seq {expected} was expected and again later: it was inserted."
+        return BadRecord(seq=seq, line=line, kind="inserted", reason=reason)
+    if later is not None:
+        reason = f"{at} is out of order: seq {later[0]}, due before it, is at line {later[1]}."
+        return BadRecord(seq=seq, line=line, kind="reordered", reason=reason)
+    missing = f"seq {expected} was" if seq == expected + 1 else f"seqs {expected}-{seq - 1} were"
+    reason = f"{missing} removed: {at} comes where seq {expected} was expected."
+    return BadRecord(seq=seq, line=line, kind="removed", reason=reason)
+
+
+def _contested(
+    current: Checked, pending: Checked, items: Iterator[ChainInput]
+) -> Iterator[Checked | BadRecord]:
+    """Two records in a row that cannot both be genuine: this one names another ``prev`` than the
+    one before it, or both claim the same seq. The next record, if it reads, says which it follows.
+    """
+    (line, record), (before_line, before) = current, pending
+    if record.hash == before.hash:
+        yield pending
+        reason = f"line {line} is a second copy of record seq {record.seq} (line {before_line})."
+        yield BadRecord(seq=record.seq, line=line, kind="inserted", reason=reason)
+        return
+    if record.seq == before.seq:
+        conflict = f"lines {before_line} and {line} both claim seq {record.seq}"
+    else:
+        conflict = (
+            f"record seq {record.seq} at line {line} names prev {record.prev}, not {before.hash}"
+        )
+    witness = _witness(items)
+    if witness is not None and witness.prev == before.hash:
+        yield pending
+        reason = (
+            f"{conflict}; line {line + 1} follows line {before_line}, so line {line} was inserted."
+        )
+        yield BadRecord(seq=record.seq, line=line, kind="inserted", reason=reason)
+        return
+    if witness is not None and witness.prev == record.hash:
+        reason = (
+            f"{conflict}; line {line + 1} follows line {line}, so line {before_line} is forged."
+        )
+    else:
+        reason = f"{conflict}: one of the two is forged (a signed checkpoint tells which)."
+    yield BadRecord(seq=before.seq, line=before_line, kind="inserted", reason=reason)

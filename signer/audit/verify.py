@@ -1,0 +1,53 @@
+"""``signer audit verify``: the chain and its signed checkpoints, with one verdict line."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from jwks.jwk import Jwk, public_key_from_jwk
+from signer.audit.chain import BadRecord, verify_chain
+from signer.audit.checkpoint import verify_checkpoints
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    """Whether the log checks, and a sentence saying what was checked or what is wrong."""
+
+    ok: bool
+    summary: str
+
+
+def _bad(bad: BadRecord) -> str:
+    return f"FAIL: record seq {bad.seq} (line {bad.line}) is {bad.kind}: {bad.reason}"
+
+
+def verify_export(lines: Sequence[str], keys: Sequence[Jwk]) -> VerifyReport:
+    """Verify JSON Lines ``lines``; with the audit keys, also every signed checkpoint."""
+    trusted: dict[str, ec.EllipticCurvePublicKey] = {}
+    for jwk in keys:
+        key = public_key_from_jwk(jwk)
+        if isinstance(key, ec.EllipticCurvePublicKey) and "kid" in jwk:
+            trusted[jwk["kid"]] = key
+    if not trusted:
+        chain = verify_chain(lines)
+        if chain.first_bad is not None:
+            return VerifyReport(ok=False, summary=_bad(chain.first_bad))
+        head = chain.head
+        return VerifyReport(
+            ok=True,
+            summary=f"OK: {chain.count} records chain correctly"
+            + (f" up to seq {head.seq} (hash {head.hash})" if head else "")
+            + "; no checkpoint key given, signatures not checked",
+        )
+    report = verify_checkpoints(lines, trusted)
+    if report.first_bad is not None:
+        return VerifyReport(ok=False, summary=_bad(report.first_bad))
+    signed = (
+        f"{report.checked} signed checkpoints verify, covering seq 1..{report.last_signed_seq}"
+        if report.last_signed_seq
+        else "no signed checkpoint yet"
+    )
+    return VerifyReport(ok=True, summary=f"OK: {report.count} records chain correctly; {signed}")

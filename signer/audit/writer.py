@@ -1,0 +1,220 @@
+"""The audit writer: group commit for the hot path, a JSON Lines sink, signed checkpoints.
+
+``record()`` queues an entry and returns once the batch holding it is committed (fsync'd by the
+store): a caller that awaits it never acts before its record is durable. Entries queued while a
+batch is being written form the next batch, so under load one commit carries many records.
+
+Key events and approvals are written by the store together with the change they describe (one
+transaction); this writer only streams those to the sink and covers them with checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from signer.audit.chain import (
+    AuditEntry,
+    AuditRecord,
+    checkpoint_entry,
+    checkpoint_payload,
+    format_time,
+)
+from signer.errors import SignerError, StoreUnavailable
+from signer.store.base import StateStore
+
+log = logging.getLogger("signer.audit")
+
+MAX_BATCH = 1000
+CHECKPOINT_EVERY_RECORDS = 1000
+CHECKPOINT_EVERY_SECONDS = 60.0
+
+Signer = Callable[[bytes], Awaitable[bytes]]
+
+
+def entry(
+    clock: Callable[[], float],
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    outcome: str = "success",
+    details: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """An entry stamped with the clock's time."""
+    return AuditEntry(
+        time=format_time(clock()),
+        actor=actor,
+        action=action,
+        target=target,
+        outcome=outcome,
+        details=dict(details or {}),
+    )
+
+
+class AuditWriter:
+    """Queues entries, commits them in batches, streams and checkpoints what is committed."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Callable[[], float],
+        sink: Path | None = None,
+        checkpoint_kid: str | None = None,
+        checkpoint_sign: Signer | None = None,
+        checkpoint_every: int = CHECKPOINT_EVERY_RECORDS,
+        checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._sink_path = sink
+        self._kid = checkpoint_kid
+        self._sign = checkpoint_sign
+        self._every = checkpoint_every
+        self._seconds = checkpoint_seconds
+        self._queue: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._streamed = 0  # last seq written to the sink
+        self._signed_seq = 0  # last seq covered by a checkpoint
+        self._signed_at = 0.0
+        self._head: AuditRecord | None = None
+        self._stopping = False
+
+    def use_checkpoint_key(self, kid: str, sign: Signer) -> None:
+        """Sign checkpoints with the HSM audit key ``kid``."""
+        self._kid = kid
+        self._sign = sign
+
+    @property
+    def depth(self) -> int:
+        """Entries waiting for the next commit."""
+        return len(self._queue)
+
+    async def start(self) -> None:
+        """Resume the sink and checkpoint positions and start committing."""
+        if self._sink_path is not None:
+            self._streamed = _last_seq_in(self._sink_path)
+        for record in reversed(await self._store.audit_records(after=0)):
+            signed = record.details.get("seq")
+            if record.action == "audit.checkpoint" and isinstance(signed, int):
+                self._signed_seq = signed
+                break
+        self._signed_at = self._clock()
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self.notify()
+
+    def make(self, **fields: Any) -> AuditEntry:
+        """An entry stamped now (for writes the store commits with a change)."""
+        return entry(self._clock, **fields)
+
+    async def record(self, **fields: Any) -> AuditRecord:
+        """Append one entry; return once it is durable."""
+        if self._task is None or self._task.done():
+            raise StoreUnavailable("the audit writer is not running")
+        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        self._queue.append((self.make(**fields), future))
+        self._wake.set()
+        return await future
+
+    def notify(self) -> None:
+        """Records were committed elsewhere (a key change): stream and checkpoint them."""
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+            try:
+                await self._catch_up()
+                await self._maybe_checkpoint()
+            except SignerError as exc:
+                log.warning("audit sink or checkpoint failed: %s", exc.code)
+            if self._stopping and not self._queue:
+                return
+
+    async def _commit(self, batch: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]]) -> None:
+        try:
+            records = await self._store.append_audit([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 -- every waiter must hear of the failure
+            error = StoreUnavailable(f"audit records could not be committed: {exc}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), record in zip(batch, records, strict=True):
+            if not future.done():
+                future.set_result(record)
+
+    async def _catch_up(self) -> None:
+        """Stream committed records past the sink's position, and note the head."""
+        records = await self._store.audit_records(after=self._streamed)
+        if not records:
+            return
+        self._head = records[-1]
+        if self._sink_path is not None:
+            with self._sink_path.open("a", encoding="utf-8") as sink:
+                for record in records:
+                    sink.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+        self._streamed = records[-1].seq
+
+    async def _maybe_checkpoint(self) -> None:
+        if self._sign is None or self._kid is None or self._head is None:
+            return
+        head = self._head
+        if head.seq <= self._signed_seq or head.action == "audit.checkpoint":
+            return
+        due = head.seq - self._signed_seq >= self._every
+        if not due and self._clock() - self._signed_at < self._seconds:
+            return
+        await self._sign_head(head)
+
+    async def checkpoint(self) -> AuditRecord | None:
+        """Sign the current chain head now (``signer audit checkpoint``, shutdown)."""
+        await self._catch_up()
+        if self._head is None or self._head.seq <= self._signed_seq:
+            return None
+        return await self._sign_head(self._head)
+
+    async def _sign_head(self, head: AuditRecord) -> AuditRecord | None:
+        if self._sign is None or self._kid is None:
+            return None
+        now = format_time(self._clock())
+        signature = await self._sign(checkpoint_payload(head, kid=self._kid, time=now))
+        item = checkpoint_entry(head, kid=self._kid, time=now, signature=signature)
+        (record,) = await self._store.append_audit([item])
+        self._signed_seq = head.seq
+        self._signed_at = self._clock()
+        self._wake.set()
+        return record
+
+
+def _last_seq_in(path: Path) -> int:
+    """The seq of the last record already in a sink file (0 for a new file)."""
+    if not path.exists():
+        return 0
+    last = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                last = int(json.loads(line)["seq"])
+    return last
