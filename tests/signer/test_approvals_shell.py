@@ -1,0 +1,199 @@
+"""The approvals shell on a real SQLite store: votes, expiry and execute-once under races."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signer.approvals.rules import (
+    AlreadyDecided,
+    ApprovalExpired,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalState,
+    Decision,
+    NotAnApprover,
+    SelfApproval,
+)
+from signer.approvals.shell import Approvals
+from signer.audit.writer import AuditWriter
+from signer.store.sqlite import SqliteStore
+
+T0 = 1_800_000_000.0
+POLICY = ApprovalPolicy(group="custodians", members=frozenset({"ann", "bob", "cat"}), required=2)
+
+
+@dataclass
+class Clock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Node:
+    """One connection's worth of store, audit writer and approvals shell."""
+
+    store: SqliteStore
+    audit: AuditWriter
+    approvals: Approvals
+    runs: list[str] = field(default_factory=list)
+
+
+async def node(path: Path, clock: Clock, runs: list[str]) -> Node:
+    store = SqliteStore(path)
+    audit = AuditWriter(store, clock=clock)
+    await audit.start()
+    approvals = Approvals(store, audit, clock=clock, ttl=3600)
+
+    async def operation(request: ApprovalRequest) -> Mapping[str, Any]:
+        await asyncio.sleep(0.01)  # widen the window a second executor would need
+        runs.append(request.id)
+        return {"ran": True}
+
+    approvals.register("test.op", operation)
+    return Node(store, audit, approvals, runs)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node, Clock]]:
+    clock = Clock()
+    runs: list[str] = []
+    first = await node(tmp_path / "state.db", clock, runs)
+    second = await node(tmp_path / "state.db", clock, runs)
+    yield first, second, clock
+    for each in (first, second):
+        await each.audit.aclose()
+        await each.store.aclose()
+
+
+async def open_request(n: Node, requester: str = "admin") -> ApprovalRequest:
+    return await n.approvals.create(
+        operation="test.op", target="thing", requester=requester, policy=POLICY, details={}
+    )
+
+
+async def test_quorum_runs_the_operation_once(nodes: tuple[Node, Node, Clock]) -> None:
+    a, _, _ = nodes
+    request = await open_request(a)
+    first = await a.approvals.vote(
+        request.id, approver="ann", decision=Decision.APPROVE, comment=""
+    )
+    assert (first.state, first.approvals) == (ApprovalState.PENDING, 1)
+    done = await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+    assert done.state is ApprovalState.EXECUTED
+    assert a.runs == [request.id]
+
+
+async def test_requester_may_not_approve_their_own_request(
+    nodes: tuple[Node, Node, Clock],
+) -> None:
+    a, _, _ = nodes
+    request = await open_request(a, requester="ann")
+    with pytest.raises(SelfApproval):
+        await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    with pytest.raises(NotAnApprover):
+        await a.approvals.vote(request.id, approver="eve", decision=Decision.APPROVE, comment="")
+
+
+async def test_duplicate_votes_count_once(nodes: tuple[Node, Node, Clock]) -> None:
+    a, _, _ = nodes
+    request = await open_request(a)
+    for _ in range(3):
+        again = await a.approvals.vote(
+            request.id, approver="ann", decision=Decision.APPROVE, comment=""
+        )
+    assert (again.state, again.approvals) == (ApprovalState.PENDING, 1)
+    assert a.runs == []
+
+
+async def test_deny_wins(nodes: tuple[Node, Node, Clock]) -> None:
+    a, _, _ = nodes
+    request = await open_request(a)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    denied = await a.approvals.vote(
+        request.id, approver="bob", decision=Decision.DENY, comment="not this one"
+    )
+    assert denied.state is ApprovalState.DENIED
+    with pytest.raises(AlreadyDecided):
+        await a.approvals.vote(request.id, approver="cat", decision=Decision.APPROVE, comment="")
+    assert a.runs == []
+
+
+async def test_expired_requests_refuse_votes_and_never_run(
+    nodes: tuple[Node, Node, Clock],
+) -> None:
+    a, _, clock = nodes
+    request = await open_request(a)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    clock.now += 3600
+    with pytest.raises(ApprovalExpired):
+        await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+    assert (await a.approvals.get(request.id)).state is ApprovalState.EXPIRED
+    assert a.runs == []
+
+
+async def test_racing_final_approvals_on_two_connections_execute_once(
+    nodes: tuple[Node, Node, Clock],
+) -> None:
+    a, b, _ = nodes
+    for _ in range(10):
+        request = await open_request(a)
+        await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+        results = await asyncio.gather(
+            a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment=""),
+            b.approvals.vote(request.id, approver="cat", decision=Decision.APPROVE, comment=""),
+            return_exceptions=True,
+        )
+        won = [r for r in results if isinstance(r, ApprovalRequest)]
+        lost = [r for r in results if isinstance(r, Exception)]
+        assert len(won) >= 1
+        assert all(isinstance(e, AlreadyDecided) for e in lost)
+        assert a.runs.count(request.id) == 1
+        assert (await a.approvals.get(request.id)).state is ApprovalState.EXECUTED
+
+
+async def test_every_step_is_audited(nodes: tuple[Node, Node, Clock]) -> None:
+    a, _, _ = nodes
+    request = await open_request(a)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="ok")
+    with pytest.raises(NotAnApprover):
+        await a.approvals.vote(request.id, approver="eve", decision=Decision.APPROVE, comment="")
+    await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="ok")
+    actions = [
+        (r.actor, r.action, r.outcome)
+        for r in await a.store.audit_records()
+        if r.target == f"approval/{request.id}"
+    ]
+    assert actions == [
+        ("admin", "approval.create", "success"),
+        ("ann", "approval.vote", "success"),
+        ("eve", "approval.vote", "denied"),
+        ("bob", "approval.vote", "success"),
+        ("system", "approval.execute", "success"),
+    ]
+
+
+async def test_resume_runs_an_approved_request_a_crash_left_behind(
+    nodes: tuple[Node, Node, Clock],
+) -> None:
+    a, b, _ = nodes
+    request = await open_request(a)
+
+    async def crash(_: ApprovalRequest) -> Mapping[str, Any]:
+        raise asyncio.CancelledError  # the process died mid-operation
+
+    a.approvals.register("test.op", crash)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    with pytest.raises(asyncio.CancelledError):
+        await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+    assert (await b.approvals.get(request.id)).state is ApprovalState.APPROVED
+    await b.approvals.resume()
+    assert b.runs == [request.id]
+    assert (await b.approvals.get(request.id)).state is ApprovalState.EXECUTED
