@@ -29,7 +29,12 @@ def verify_export(lines: Sequence[str], keys: Sequence[Jwk]) -> VerifyReport:
     trusted: dict[str, ec.EllipticCurvePublicKey] = {}
     for jwk in keys:
         key = public_key_from_jwk(jwk)
-        if isinstance(key, ec.EllipticCurvePublicKey) and "kid" in jwk:
+        # Checkpoints are ES256 (P-256); other keys in the set cannot vouch for them.
+        if (
+            isinstance(key, ec.EllipticCurvePublicKey)
+            and key.curve.name == "secp256r1"
+            and "kid" in jwk
+        ):
             trusted[jwk["kid"]] = key
     if not trusted:
         chain = verify_chain(lines)
