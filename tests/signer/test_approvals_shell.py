@@ -23,17 +23,10 @@ from signer.approvals.rules import (
 from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.store.sqlite import SqliteStore
+from tests.fakes import MovingClock
 
 T0 = 1_800_000_000.0
 POLICY = ApprovalPolicy(group="custodians", members=frozenset({"ann", "bob", "cat"}), required=2)
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Node:
     runs: list[str] = field(default_factory=list)
 
 
-async def node(path: Path, clock: Clock, runs: list[str]) -> Node:
+async def node(path: Path, clock: MovingClock, runs: list[str]) -> Node:
     store = SqliteStore(path)
     audit = AuditWriter(store, clock=clock)
     await audit.start()
@@ -62,8 +55,8 @@ async def node(path: Path, clock: Clock, runs: list[str]) -> Node:
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node, Clock]]:
-    clock = Clock()
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node, MovingClock]]:
+    clock = MovingClock(T0)
     runs: list[str] = []
     first = await node(tmp_path / "state.db", clock, runs)
     second = await node(tmp_path / "state.db", clock, runs)
@@ -79,7 +72,7 @@ async def open_request(n: Node, requester: str = "admin") -> ApprovalRequest:
     )
 
 
-async def test_quorum_runs_the_operation_once(nodes: tuple[Node, Node, Clock]) -> None:
+async def test_quorum_runs_the_operation_once(nodes: tuple[Node, Node, MovingClock]) -> None:
     a, _, _ = nodes
     request = await open_request(a)
     first = await a.approvals.vote(
@@ -92,7 +85,7 @@ async def test_quorum_runs_the_operation_once(nodes: tuple[Node, Node, Clock]) -
 
 
 async def test_requester_may_not_approve_their_own_request(
-    nodes: tuple[Node, Node, Clock],
+    nodes: tuple[Node, Node, MovingClock],
 ) -> None:
     a, _, _ = nodes
     request = await open_request(a, requester="ann")
@@ -102,7 +95,7 @@ async def test_requester_may_not_approve_their_own_request(
         await a.approvals.vote(request.id, approver="eve", decision=Decision.APPROVE, comment="")
 
 
-async def test_duplicate_votes_count_once(nodes: tuple[Node, Node, Clock]) -> None:
+async def test_duplicate_votes_count_once(nodes: tuple[Node, Node, MovingClock]) -> None:
     a, _, _ = nodes
     request = await open_request(a)
     for _ in range(3):
@@ -113,7 +106,7 @@ async def test_duplicate_votes_count_once(nodes: tuple[Node, Node, Clock]) -> No
     assert a.runs == []
 
 
-async def test_deny_wins(nodes: tuple[Node, Node, Clock]) -> None:
+async def test_deny_wins(nodes: tuple[Node, Node, MovingClock]) -> None:
     a, _, _ = nodes
     request = await open_request(a)
     await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
@@ -127,7 +120,7 @@ async def test_deny_wins(nodes: tuple[Node, Node, Clock]) -> None:
 
 
 async def test_expired_requests_refuse_votes_and_never_run(
-    nodes: tuple[Node, Node, Clock],
+    nodes: tuple[Node, Node, MovingClock],
 ) -> None:
     a, _, clock = nodes
     request = await open_request(a)
@@ -140,7 +133,7 @@ async def test_expired_requests_refuse_votes_and_never_run(
 
 
 async def test_racing_final_approvals_on_two_connections_execute_once(
-    nodes: tuple[Node, Node, Clock],
+    nodes: tuple[Node, Node, MovingClock],
 ) -> None:
     a, b, _ = nodes
     for _ in range(10):
@@ -159,7 +152,7 @@ async def test_racing_final_approvals_on_two_connections_execute_once(
         assert (await a.approvals.get(request.id)).state is ApprovalState.EXECUTED
 
 
-async def test_every_step_is_audited(nodes: tuple[Node, Node, Clock]) -> None:
+async def test_every_step_is_audited(nodes: tuple[Node, Node, MovingClock]) -> None:
     a, _, _ = nodes
     request = await open_request(a)
     await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="ok")
@@ -181,7 +174,7 @@ async def test_every_step_is_audited(nodes: tuple[Node, Node, Clock]) -> None:
 
 
 async def test_resume_runs_an_approved_request_a_crash_left_behind(
-    nodes: tuple[Node, Node, Clock],
+    nodes: tuple[Node, Node, MovingClock],
 ) -> None:
     a, b, _ = nodes
     request = await open_request(a)

@@ -19,6 +19,7 @@ from signer.settings import Settings, load_settings
 from signer.store.base import KeyUpdate
 from signer.store.sqlite import SqliteStore
 from signer.tokens import JwtRequest
+from tests.fakes import MovingClock
 from tests.hsm_token import make_exportable_key, new_key_id
 
 T0 = 1_800_000_000
@@ -47,16 +48,6 @@ allow_immediate_rotation = {{immediate}}
 
 
 @dataclass
-class Clock:
-    """A clock the test moves."""
-
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class Rig:
     """A service and its keeper over one ring on the session token."""
 
@@ -64,7 +55,7 @@ class Rig:
     service: SignerService
     keeper: Keeper
     store: SqliteStore
-    clock: Clock
+    clock: MovingClock
     ring: str
     audit: AuditWriter
 
@@ -95,7 +86,7 @@ def make_rig(tmp_path: Path, backend: Pkcs11Backend, ring: str, *, immediate: bo
     path.write_text(CONFIG.format(ring=ring, immediate=str(immediate).lower()))
     settings = load_settings(path, environ={"PIN": "x"})
     store = SqliteStore(tmp_path / "state.db")
-    clock = Clock()
+    clock = MovingClock(T0)
     audit = AuditWriter(store, clock=clock)
     service = SignerService(settings, backend=backend, store=store, clock=clock, audit=audit)
     return Rig(settings, service, Keeper(service, audit), store, clock, ring, audit)

@@ -9,17 +9,10 @@ import pytest
 from signer.errors import RateLimited
 from signer.ratelimit import RateLimiter
 from signer.settings import PrincipalSettings, RateLimit
+from tests.fakes import MovingClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def limiter(clock: Clock, count: int = 3, per: int = 1) -> RateLimiter:
+def limiter(clock: MovingClock, count: int = 3, per: int = 1) -> RateLimiter:
     limited = PrincipalSettings(
         name="idp",
         token_sha256=hashlib.sha256(b"x").digest(),
@@ -33,7 +26,7 @@ def limiter(clock: Clock, count: int = 3, per: int = 1) -> RateLimiter:
 
 
 def test_allows_a_burst_up_to_the_limit_then_refuses_with_retry_after() -> None:
-    clock = Clock()
+    clock = MovingClock(1000.0)
     limits = limiter(clock, count=3, per=60)
     for _ in range(3):
         limits.check("idp")
@@ -44,7 +37,7 @@ def test_allows_a_burst_up_to_the_limit_then_refuses_with_retry_after() -> None:
 
 
 def test_budget_refills_with_time() -> None:
-    clock = Clock()
+    clock = MovingClock(1000.0)
     limits = limiter(clock, count=2, per=1)
     limits.check("idp")
     limits.check("idp")
@@ -57,7 +50,7 @@ def test_budget_refills_with_time() -> None:
 
 
 def test_refused_requests_do_not_spend_budget() -> None:
-    clock = Clock()
+    clock = MovingClock(1000.0)
     limits = limiter(clock, count=1, per=10)
     limits.check("idp")
     for _ in range(5):
@@ -68,6 +61,6 @@ def test_refused_requests_do_not_spend_budget() -> None:
 
 
 def test_principals_without_a_limit_are_never_refused() -> None:
-    limits = limiter(Clock(), count=1)
+    limits = limiter(MovingClock(1000.0), count=1)
     for _ in range(1000):
         limits.check("free")
