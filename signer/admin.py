@@ -25,6 +25,7 @@ from signer.errors import (
     UnknownField,
     UnknownKey,
 )
+from signer.keeper import policy_document
 from signer.rings import RingView
 
 MAX_REASON = 500
@@ -42,18 +43,12 @@ def key_document(record: KeyRecord) -> dict[str, Any]:
 def ring_document(view: RingView, next_transition_at: int | None) -> dict[str, Any]:
     """A ring's policy, keys and schedule."""
     policy = view.policy
+    document = policy_document(policy)
+    del document["alg"]
     return {
         "name": policy.name,
         "alg": policy.alg.value,
-        "policy": {
-            "rotation_period": policy.rotation_period,
-            "prepublish": policy.prepublish,
-            "token_max_ttl": policy.token_max_ttl,
-            "jwks_max_age": policy.jwks_max_age,
-            "clock_skew": policy.clock_skew,
-            "retain": policy.retain,
-            "allow_immediate_rotation": policy.allow_immediate_rotation,
-        },
+        "policy": document,
         "active_kid": view.signing.record.kid if view.signing else None,
         "next_transition_at": next_transition_at,
         "keys": [key_document(r) for r in view.records],

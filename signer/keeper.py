@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -72,6 +73,24 @@ class RevocationDone:
     active: KeyId | None  # the ring's signing key after the kill-switch
 
 
+def policy_document(policy: RingPolicy) -> dict[str, Any]:
+    """A ring's policy as JSON: what the admin API shows and the audit log records."""
+    return {
+        "alg": policy.alg.value,
+        "rotation_period": policy.rotation_period,
+        "prepublish": policy.prepublish,
+        "token_max_ttl": policy.token_max_ttl,
+        "jwks_max_age": policy.jwks_max_age,
+        "clock_skew": policy.clock_skew,
+        "retain": policy.retain,
+        "allow_immediate_rotation": policy.allow_immediate_rotation,
+        "approvals": {
+            op: {"group": rule.group, "required": rule.required}
+            for op, rule in sorted(policy.approvals.items())
+        },
+    }
+
+
 class Keeper:
     """Runs each ring's lifecycle: scheduled ticks, rotate and revoke requests, start-up sweep."""
 
@@ -95,10 +114,30 @@ class Keeper:
         """Sweep the token, prove every key in use, and settle every ring."""
         await self.sweep()
         for policy in self._service.settings.rings:
+            await self._record_policy(policy)
             for record in await self._store.keys(policy.name):
                 if record.state in (KeyState.PENDING, KeyState.ACTIVE, KeyState.DRAINING):
                     await self._service.prove_record(record)
             await self.tick(policy)
+
+    async def _record_policy(self, policy: RingPolicy) -> None:
+        """Audit a ring's policy when it is new or differs from the one last run with."""
+        current = json.dumps(policy_document(policy), sort_keys=True)
+        key = f"policy:{policy.name}"
+        previous = await self._store.get_meta(key)
+        if previous == current:
+            return
+        changed = self._audit.make(
+            actor=SYSTEM,
+            action="ring.policy",
+            target=f"ring/{policy.name}",
+            details={
+                "before": None if previous is None else json.loads(previous),
+                "after": json.loads(current),
+            },
+        )
+        await self._store.set_meta(key, current, audit=[changed])
+        self._audit.notify()
 
     async def sweep(self) -> None:
         """Destroy keys on the token that the store does not hold (or holds as destroyed).

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jwks.records import KeyRecord, KeyState
+from signer.audit.chain import AuditRecord
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, KeyProofFailed
 from signer.hsm.pkcs11 import Pkcs11Backend
@@ -317,3 +318,25 @@ async def test_etag_changes_exactly_when_the_key_set_changes(rig: Rig) -> None:
     drained = rig.service.view(rig.ring).jwks
     assert drained.etag != rotated.etag
     assert first.kid.encode() not in drained.body
+
+
+async def test_policy_changes_are_audited_once(
+    rig: Rig, tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    def policy_records(records: list[AuditRecord]) -> list[AuditRecord]:
+        return [r for r in records if r.action == "ring.policy" and r.target == f"ring/{rig.ring}"]
+
+    (first,) = policy_records(await rig.store.audit_records())
+    assert first.details["before"] is None
+    await rig.keeper.start()  # same policy again: nothing new
+    assert len(policy_records(await rig.store.audit_records())) == 1
+    changed = make_rig(tmp_path, backend, rig.ring, immediate=True)
+    await changed.audit.start()
+    await changed.keeper.start()
+    records = policy_records(await changed.store.audit_records())
+    await changed.audit.aclose()
+    await changed.store.aclose()
+    assert len(records) == 2
+    after = records[1].details["after"]
+    assert isinstance(after, dict)
+    assert after["allow_immediate_rotation"] is True
