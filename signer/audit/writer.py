@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from signer.audit.chain import (
+    CHECKPOINT_ACTION,
     AuditEntry,
     AuditRecord,
     checkpoint_entry,
@@ -99,13 +100,14 @@ class AuditWriter:
 
     async def start(self) -> None:
         """Resume the sink and checkpoint positions and start committing."""
+        head = await self._store.audit_last()
+        self._head = head
+        self._streamed = head.seq if head is not None else 0
         if self._sink_path is not None:
-            self._streamed = _last_seq_in(self._sink_path)
-        for record in reversed(await self._store.audit_records(after=0)):
-            signed = record.details.get("seq")
-            if record.action == "audit.checkpoint" and isinstance(signed, int):
-                self._signed_seq = signed
-                break
+            self._streamed = min(self._streamed, _last_seq_in(self._sink_path))
+        checkpoint = await self._store.audit_last(action=CHECKPOINT_ACTION)
+        signed = None if checkpoint is None else checkpoint.details.get("seq")
+        self._signed_seq = signed if isinstance(signed, int) else 0
         self._signed_at = self._clock()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
         self.notify()
@@ -181,7 +183,7 @@ class AuditWriter:
         if self._sign is None or self._kid is None or self._head is None:
             return
         head = self._head
-        if head.seq <= self._signed_seq or head.action == "audit.checkpoint":
+        if head.seq <= self._signed_seq or head.action == CHECKPOINT_ACTION:
             return
         due = head.seq - self._signed_seq >= self._every
         if not due and self._clock() - self._signed_at < self._seconds:
@@ -208,13 +210,18 @@ class AuditWriter:
         return record
 
 
+SINK_TAIL_BYTES = 1 << 16  # far more than one record
+
+
 def _last_seq_in(path: Path) -> int:
-    """The seq of the last record already in a sink file (0 for a new file)."""
+    """The seq of the last complete record in a sink file (0 for a new or empty file)."""
     if not path.exists():
         return 0
-    last = 0
     with path.open("rb") as handle:
-        for line in handle:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                last = int(json.loads(line)["seq"])
-    return last
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - SINK_TAIL_BYTES))
+        lines = handle.read().splitlines()
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return int(json.loads(line)["seq"])
+    return 0

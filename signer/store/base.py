@@ -66,6 +66,10 @@ class StateStore(Protocol):
         """Audit records with ``seq > after``, in order, at most ``limit``."""
         ...
 
+    async def audit_last(self, *, action: str | None = None) -> AuditRecord | None:
+        """The newest audit record (of ``action``), if any."""
+        ...
+
     async def audit_raw(self, *, after: int = 0) -> list[str]:
         """The stored JSON text of each audit record with ``seq > after`` (for verification)."""
         ...

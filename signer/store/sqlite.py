@@ -280,6 +280,22 @@ class SqliteStore:
 
         return await self._run(query)
 
+    async def audit_last(self, *, action: str | None = None) -> AuditRecord | None:
+        """The newest audit record (of ``action``), if any."""
+
+        def query(conn: sqlite3.Connection) -> AuditRecord | None:
+            if action is None:
+                row = conn.execute("SELECT record FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT record FROM audit WHERE json_extract(record, '$.action') = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (action,),
+                ).fetchone()
+            return None if row is None else AuditRecord.from_json(json.loads(row[0]))
+
+        return await self._run(query)
+
     async def audit_raw(self, *, after: int = 0) -> list[str]:
         """The stored JSON of each record with ``seq > after``, unparsed, for verification."""
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 
 import pytest
 
 from jwks.algorithms import Alg
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId
+from signer.approvals.rules import ApprovalId, ApprovalPolicy, Decision, Vote, new_request, vote
+from signer.audit.chain import AuditEntry, verify_chain
 from signer.errors import KeyNotActive
 from signer.store.base import KeyUpdate, StaleWrite, StateStore
 
@@ -130,3 +133,59 @@ async def test_revoke_reason_and_timestamps_persist(store: StateStore) -> None:
 
 async def test_ping_answers(store: StateStore) -> None:
     await store.aping()
+
+
+def audit_entry(action: str, n: int = 0) -> AuditEntry:
+    return AuditEntry(
+        time="2026-11-29T01:02:03.000000Z",
+        actor="t",
+        action=action,
+        target=f"x/{n}",
+        outcome="success",
+        details={"n": n},
+    )
+
+
+async def test_audit_appends_chain_in_order_across_writes(store: StateStore) -> None:
+    first = await store.append_audit([audit_entry("a", 1), audit_entry("b", 2)])
+    await store.insert_key(record("k1"), audit=[audit_entry("key.generate", 3)])
+    await store.set_meta("m", "v", audit=[audit_entry("audit.checkpoint", 4)])
+    records = await store.audit_records()
+    assert [r.seq for r in records] == [1, 2, 3, 4]
+    assert records[:2] == first
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(records))
+    assert verify_chain(await store.audit_raw()).ok
+    assert (await store.audit_last()) == records[-1]
+    assert (await store.audit_last(action="b")) == records[1]
+    assert await store.audit_records(after=2, limit=1) == records[2:3]
+    assert await store.get_meta("m") == "v"
+
+
+async def test_a_failed_key_write_appends_no_audit_record(store: StateStore) -> None:
+    """Nothing half-applied: the change and its record commit together or not at all."""
+    await store.insert_key(record("k1"))
+    with pytest.raises(StaleWrite):
+        await store.insert_key(record("k1"), audit=[audit_entry("key.generate")])
+    assert await store.audit_records() == []
+
+
+async def test_approval_updates_are_compare_and_set_on_version(store: StateStore) -> None:
+    policy = ApprovalPolicy(group="g", members=frozenset({"a", "b"}), required=1)
+    request = new_request(
+        id=ApprovalId("apr_1"),
+        operation="op",
+        target="t",
+        requester="r",
+        policy=policy,
+        now=100,
+        ttl=60,
+        details={},
+    )
+    await store.insert_approval(request)
+    voted = vote(request, Vote(approver="a", decision=Decision.APPROVE, comment="", at=101), 101)
+    await store.update_approval(voted.request, expected_version=request.version)
+    with pytest.raises(StaleWrite):
+        await store.update_approval(voted.request, expected_version=request.version)
+    assert await store.get_approval("apr_1") == voted.request
+    assert [a.id for a in await store.approvals(state="approved")] == ["apr_1"]
+    assert await store.approvals(state="pending") == []
