@@ -46,7 +46,7 @@ from signer.rings import ref_of
 from signer.service import Clock, SignerService
 from signer.settings import Settings
 from signer.store.base import StateStore
-from signer.tokens import JwtRequest
+from signer.tokens import JwtRequest, parse_batch
 
 log = logging.getLogger("signer.http")
 
@@ -87,6 +87,23 @@ async def sign_jwt(request: web.Request) -> web.Response:
     signed = await service.sign_jwt(ring, jwt_request, actor=principal.name)
     return json_response(
         {"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp}
+    )
+
+
+async def sign_jwt_batch(request: web.Request) -> web.Response:
+    """POST /v1/rings/{ring}/jwt:batch: up to 100 claim sets, each signed and audited."""
+    principal = principal_of(request)
+    service = request.app[SERVICE]
+    ring = request.match_info["ring"]
+    view = service.view(ring)
+    require(principal, f"jwt:sign:{ring}")
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    requests = parse_batch(body, token_max_ttl=view.policy.token_max_ttl)
+    signed = await asyncio.gather(
+        *(service.sign_jwt(ring, item, actor=principal.name) for item in requests)
+    )
+    return json_response(
+        {"tokens": [{"jwt": s.jwt, "kid": s.kid, "alg": s.alg, "exp": s.exp} for s in signed]}
     )
 
 
@@ -201,6 +218,7 @@ def create_app(
     app.router.add_get("/.well-known/jwks.json", default_jwks)
     app.router.add_get("/v1/rings/{ring}/jwks.json", ring_jwks)
     app.router.add_post("/v1/rings/{ring}/jwt", sign_jwt)
+    app.router.add_post("/v1/rings/{ring}/jwt:batch", sign_jwt_batch)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     admin.add_routes(app)

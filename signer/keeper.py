@@ -240,7 +240,14 @@ class Keeper:
         await self._store.insert_key(record, audit=[generated])
         self._audit.notify()
         self._service.refresh(policy.name, await self._store.keys(policy.name))
-        log.info("generated %s key %s", why.value, record.kid, extra={"ring": policy.name})
+        log.info(
+            "generated key %s (%s)",
+            record.kid,
+            "pre-published standby"
+            if why is Generate.STANDBY
+            else "signs at once: the ring had no key that could sign",
+            extra={"ring": policy.name},
+        )
         return record
 
     async def rotate(

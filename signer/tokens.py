@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from signer.errors import InvalidField, MalformedJson, ReservedClaim, UnknownField
+from signer.errors import BadRequest, InvalidField, MalformedJson, ReservedClaim, UnknownField
 
 RESERVED_CLAIMS = ("iat", "exp")
+MAX_BATCH = 100
 DEFAULT_TYP = "JWT"
 # RFC 7515 §4.1.9: a media type; we accept the short forms IdPs use ("JWT", "at+jwt", ...).
 _TYP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+/-]{0,63}$")
@@ -74,3 +75,25 @@ class JwtRequest:
         claims["exp"] = now + ttl
         claims.setdefault("jti", secrets.token_urlsafe(16))
         return claims
+
+
+def parse_batch(body: object, *, token_max_ttl: int) -> list[JwtRequest]:
+    """Parse ``{"requests": [request, ...]}`` (1 to ``MAX_BATCH``); errors name the index."""
+    if not isinstance(body, dict):
+        raise MalformedJson("the request body must be a JSON object")
+    unknown = sorted(set(body) - {"requests"})
+    if unknown:
+        raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
+    items = body.get("requests")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidField(
+            f"'requests' must be a list of 1 to {MAX_BATCH} requests", field="requests"
+        )
+    parsed = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(JwtRequest.parse(item, token_max_ttl=token_max_ttl))
+        except BadRequest as exc:
+            where = f"requests[{index}]" + (f".{exc.field}" if exc.field else "")
+            raise type(exc)(f"{where}: {exc.detail}", field=where) from None
+    return parsed

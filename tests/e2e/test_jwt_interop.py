@@ -108,3 +108,25 @@ def test_issuer_role_token_from_init_signs_on_the_default_ring(signer: SignerPro
     payload = jwt.decode(response.json()["jwt"], options={"verify_signature": False})
     assert payload["exp"] - payload["iat"] == 3600  # token_max_ttl of the init ring
     assert json.loads(response.body).keys() == {"jwt", "kid", "alg", "exp"}
+
+
+def test_batch_signs_every_claim_set_and_each_verifies(signer: SignerProcess) -> None:
+    body = {"requests": [{"claims": {"sub": f"user-{i}", "aud": "api"}} for i in range(100)]}
+    response = signer.request("POST", "/v1/rings/eddsa/jwt:batch", body=body, token=MULTI_TOKEN)
+    assert response.status == 200, response.body
+    tokens = response.json()["tokens"]
+    assert len(tokens) == 100
+    client = jwt.PyJWKClient(f"{signer.setup.url}/v1/rings/eddsa/jwks.json")
+    subjects = []
+    for item in tokens:
+        key = client.get_signing_key_from_jwt(item["jwt"])
+        claims = jwt.decode(item["jwt"], key.key, algorithms=["EdDSA"], audience="api")
+        subjects.append(claims["sub"])
+    assert subjects == [f"user-{i}" for i in range(100)]
+
+
+def test_a_bad_item_rejects_the_whole_batch_naming_it(signer: SignerProcess) -> None:
+    body = {"requests": [{"claims": {}}, {"claims": {"exp": 1}}]}
+    response = signer.request("POST", "/v1/rings/default/jwt:batch", body=body, token=MULTI_TOKEN)
+    assert response.status == 400
+    assert response.json()["field"] == "requests[1].claims.exp"

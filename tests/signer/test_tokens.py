@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from signer.errors import InvalidField, MalformedJson, ReservedClaim, SignerError, UnknownField
-from signer.tokens import JwtRequest
+from signer.tokens import JwtRequest, parse_batch
 
 MAX = 3600
 
@@ -67,3 +67,28 @@ def test_bad_requests_name_the_field(
 def test_non_object_body_is_malformed() -> None:
     with pytest.raises(MalformedJson):
         JwtRequest.parse(["claims"], token_max_ttl=MAX)
+
+
+def test_batch_parses_each_request() -> None:
+    parsed = parse_batch(
+        {"requests": [{"claims": {"sub": str(i)}} for i in range(100)]}, token_max_ttl=MAX
+    )
+    assert [p.claims["sub"] for p in parsed] == [str(i) for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"requests": []}, "requests"),
+        ({"requests": [{"claims": {}}] * 101}, "requests"),
+        ({"requests": {"claims": {}}}, "requests"),
+        ({"requests": [{"claims": {}}], "ttl": 5}, "ttl"),
+        ({"requests": [{"claims": {}}, {"claims": {"iat": 1}}]}, "requests[1].claims.iat"),
+        ({"requests": [{"claims": {}}, {"claims": {}, "ttl": MAX + 1}]}, "requests[1].ttl"),
+    ],
+)
+def test_bad_batches_name_the_field(body: dict[str, object], field: str) -> None:
+    with pytest.raises(SignerError) as info:
+        parse_batch(body, token_max_ttl=MAX)
+    assert info.value.status == 400
+    assert info.value.field == field
