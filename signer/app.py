@@ -33,6 +33,7 @@ from signer.context import (
     AUTH,
     KEEPER,
     LIMITER,
+    METRICS,
     SERVICE,
     SETTINGS,
     json_response,
@@ -40,10 +41,11 @@ from signer.context import (
 )
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
-from signer.problems import problem_middleware
+from signer.metrics import CONTENT_TYPE, InstrumentedBackend, Metrics
+from signer.problems import problem_middleware, request_middleware
 from signer.ratelimit import RateLimiter
 from signer.rings import ref_of
-from signer.service import Clock, SignerService
+from signer.service import Clock, SignedJwt, SignerService
 from signer.settings import Settings
 from signer.store.base import StateStore
 from signer.tokens import JwtRequest, parse_batch
@@ -75,6 +77,16 @@ def open_store(settings: Settings) -> StateStore:
     return SqliteStore(settings.store.sqlite_path)
 
 
+async def _timed_sign(
+    request: web.Request, ring: str, jwt_request: JwtRequest, actor: str
+) -> SignedJwt:
+    service = request.app[SERVICE]
+    start = time.perf_counter()
+    signed = await service.sign_jwt(ring, jwt_request, actor=actor)
+    request.app[METRICS].sign.labels(ring, signed.alg).observe(time.perf_counter() - start)
+    return signed
+
+
 async def sign_jwt(request: web.Request) -> web.Response:
     """POST /v1/rings/{ring}/jwt: sign the posted claims with the ring's active key."""
     principal = principal_of(request)
@@ -84,7 +96,7 @@ async def sign_jwt(request: web.Request) -> web.Response:
     require(principal, f"jwt:sign:{ring}")
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
     jwt_request = JwtRequest.parse(body, token_max_ttl=view.policy.token_max_ttl)
-    signed = await service.sign_jwt(ring, jwt_request, actor=principal.name)
+    signed = await _timed_sign(request, ring, jwt_request, principal.name)
     return json_response(
         {"jwt": signed.jwt, "kid": signed.kid, "alg": signed.alg, "exp": signed.exp}
     )
@@ -100,7 +112,7 @@ async def sign_jwt_batch(request: web.Request) -> web.Response:
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
     requests = parse_batch(body, token_max_ttl=view.policy.token_max_ttl)
     signed = await asyncio.gather(
-        *(service.sign_jwt(ring, item, actor=principal.name) for item in requests)
+        *(_timed_sign(request, ring, item, principal.name) for item in requests)
     )
     return json_response(
         {"tokens": [{"jwt": s.jwt, "kid": s.kid, "alg": s.alg, "exp": s.exp} for s in signed]}
@@ -117,7 +129,9 @@ def _jwks_response(request: web.Request, ring: str) -> web.Response:
         f"stale-while-revalidate={min(STALE_WHILE_REVALIDATE, max_age)}",
     }
     if etag_matches(request.headers.get("If-None-Match"), view.jwks.etag):
+        request.app[METRICS].jwks.labels(ring, "304").inc()
         return web.Response(status=304, headers=headers)
+    request.app[METRICS].jwks.labels(ring, "200").inc()
     return web.Response(body=view.jwks.body, content_type=JWKS_CONTENT_TYPE, headers=headers)
 
 
@@ -129,6 +143,11 @@ async def default_jwks(request: web.Request) -> web.Response:
 async def ring_jwks(request: web.Request) -> web.Response:
     """GET /v1/rings/{ring}/jwks.json."""
     return _jwks_response(request, request.match_info["ring"])
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -176,19 +195,25 @@ def create_app(
     clock: Clock = time.time,
 ) -> web.Application:
     """Build the application; HSM and store open on start-up and close on clean-up."""
+    metrics = Metrics()
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[request_middleware, problem_middleware],
         # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
         client_max_size=settings.server.max_body_bytes + 1024,
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.principals)
     app[LIMITER] = RateLimiter(settings.principals, clock)
+    app[METRICS] = metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        hsm = backend if backend is not None else open_backend(settings)
+        hsm = InstrumentedBackend(
+            backend if backend is not None else open_backend(settings), metrics
+        )
         state = store if store is not None else open_store(settings)
-        audit = AuditWriter(state, clock=clock, sink=settings.audit.sink)
+        audit = AuditWriter(
+            state, clock=clock, sink=settings.audit.sink, on_commit=metrics.observe_commit
+        )
         service = SignerService(settings, backend=hsm, store=state, clock=clock, audit=audit)
         keeper = Keeper(service, audit)
         approvals = Approvals(state, audit, clock=clock)
@@ -203,6 +228,7 @@ def create_app(
             app[KEEPER] = keeper
             app[AUDIT] = audit
             app[APPROVALS] = approvals
+            metrics.watch(service, keeper)
             task = asyncio.create_task(keeper.run(), name="lifecycle")
             yield
             task.cancel()
@@ -221,6 +247,7 @@ def create_app(
     app.router.add_post("/v1/rings/{ring}/jwt:batch", sign_jwt_batch)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     admin.add_routes(app)
     approvals_http.add_routes(app)
     audit_http.add_routes(app)

@@ -20,6 +20,7 @@ from signer.audit.verify import verify_export
 from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.errors import ConfigError, SignerError
 from signer.hsm.base import KeyBackend, KeyRef
+from signer.logs import configure as configure_logs
 from signer.settings import Settings, load_settings
 
 log = logging.getLogger("signer")
@@ -230,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="signer", description="HSM-backed signing service for JWTs and artifacts."
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-format", choices=["json", "text"], default="json", help="log lines (json)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser("init", help="create a single-node setup in a directory")
@@ -262,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_arguments(revoke, role="admin")
     revoke.set_defaults(func=_cmd_keys_revoke)
 
+    _add_audit_commands(commands)
+    _add_approval_commands(commands)
+    return parser
+
+
+def _add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser("audit", help="verify and export the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser(
@@ -277,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", help="file to write (default: standard output)")
     export.set_defaults(func=_cmd_audit_export)
 
+
+def _add_approval_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     approvals = commands.add_parser("approvals", help="list and vote on approvals (via the API)")
     approval_commands = approvals.add_subparsers(dest="approvals_command", required=True)
     listing = approval_commands.add_parser("list", help="approval requests you can see")
@@ -289,17 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
         voting.add_argument("--comment", help="why (required to deny)")
         add_client_arguments(voting, role="approver1")
         voting.set_defaults(func=_cmd_approvals)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``signer`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logs(args.log_level, json_lines=args.log_format == "json")
     try:
         code: int = args.func(args)
     except SignerError as exc:

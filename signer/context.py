@@ -12,6 +12,7 @@ from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, Principal
 from signer.keeper import Keeper
+from signer.metrics import Metrics
 from signer.ratelimit import RateLimiter
 from signer.service import SignerService
 from signer.settings import Settings
@@ -23,6 +24,7 @@ SETTINGS = web.AppKey("settings", Settings)
 LIMITER = web.AppKey("limiter", RateLimiter)
 AUDIT = web.AppKey("audit", AuditWriter)
 APPROVALS = web.AppKey("approvals", Approvals)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

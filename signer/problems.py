@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from signer.context import AUDIT
+from signer.context import AUDIT, METRICS
 from signer.errors import (
     Forbidden,
     MethodNotAllowed,
@@ -23,6 +24,7 @@ from signer.errors import (
     SignerError,
     Unauthenticated,
 )
+from signer.logs import new_request_id, request_id
 
 log = logging.getLogger("signer.http")
 
@@ -43,6 +45,9 @@ def problem_body(exc: SignerError) -> dict[str, Any]:
     }
     if exc.field is not None:
         body["field"] = exc.field
+    current = request_id.get()
+    if current is not None:
+        body["request_id"] = current
     return body
 
 
@@ -78,13 +83,17 @@ def _http_exception_body(exc: web.HTTPException) -> dict[str, Any]:
     if known is not None:
         return problem_body(known)
     code = f"http_{exc.status}"
-    return {
+    body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
         "title": exc.reason,
         "status": exc.status,
         "detail": exc.reason,
         "code": code,
     }
+    current = request_id.get()
+    if current is not None:
+        body["request_id"] = current
+    return body
 
 
 # Refusals of who the caller is or what it may do: each is audited (DESIGN.md: Audit).
@@ -92,6 +101,12 @@ AUDITED_REFUSALS = (Unauthenticated, Forbidden, RateLimited)
 
 
 async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
+    log.info(
+        "refused %s %s",
+        request.method,
+        request.path,
+        extra={"code": exc.code, "principal": request.get("principal", "anonymous")},
+    )
     audit = request.app.get(AUDIT)
     if audit is None:
         return
@@ -108,6 +123,36 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
 
 
 @web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request an id (logs, header, problems) and time it by route and status."""
+    token = request_id.set(new_request_id(request.headers.get("X-Request-Id")))
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id.get() or ""
+        return response
+    finally:
+        elapsed = time.perf_counter() - start
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.requests.labels(request.method, name, str(status)).observe(elapsed)
+        log.debug(
+            "request",
+            extra={
+                "method": request.method,
+                "route": name,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
+        request_id.reset(token)
+
+
+@web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every error raised by a handler into a problem response."""
     try:
@@ -115,6 +160,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except SignerError as exc:
         if exc.status >= 500:
             log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
+        if isinstance(exc, RateLimited) and METRICS in request.app:
+            request.app[METRICS].rate_limited.labels(request.get("principal", "anonymous")).inc()
         if isinstance(exc, AUDITED_REFUSALS):
             await _audit_refusal(request, exc)
         return problem_response(exc)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,9 @@ class AuditWriter:
         checkpoint_sign: Signer | None = None,
         checkpoint_every: int = CHECKPOINT_EVERY_RECORDS,
         checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
+        on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
+        self._on_commit = on_commit
         self._store = store
         self._clock = clock
         self._sink_path = sink
@@ -155,8 +158,11 @@ class AuditWriter:
                 return
 
     async def _commit(self, batch: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]]) -> None:
+        start = time.perf_counter()
         try:
             records = await self._store.append_audit([item for item, _ in batch])
+            if self._on_commit is not None:
+                self._on_commit(len(records), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 -- every waiter must hear of the failure
             error = StoreUnavailable(f"audit records could not be committed: {exc}")
             for _, future in batch:
