@@ -215,14 +215,16 @@ def create_app(
             state, clock=clock, sink=settings.audit.sink, on_commit=metrics.observe_commit
         )
         service = SignerService(settings, backend=hsm, store=state, clock=clock, audit=audit)
-        keeper = Keeper(service, audit)
+        keeper = Keeper(service, audit, shared=settings.server.workers > 1)
         approvals = Approvals(state, audit, clock=clock)
         register_key_operations(approvals, keeper)
+        audit.publish_when(lambda: keeper.leader)
         try:
-            audit_key = await service.audit_key()
-            audit.use_checkpoint_key(audit_key.kid, partial(hsm.sign, ref_of(audit_key)))
             await audit.start()
-            await keeper.start()
+            await keeper.start()  # the leader makes the audit key and brings the rings up
+            audit_key = await service.audit_key(create=False)
+            if audit_key is not None:
+                audit.use_checkpoint_key(audit_key.kid, partial(hsm.sign, ref_of(audit_key)))
             await approvals.resume()
             app[SERVICE] = service
             app[KEEPER] = keeper

@@ -22,6 +22,7 @@ from signer.errors import ConfigError, SignerError
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.logs import configure as configure_logs
 from signer.settings import Settings, load_settings
+from signer.workers import supervise
 
 log = logging.getLogger("signer")
 
@@ -52,6 +53,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from signer.app import create_app, ssl_context  # noqa: PLC0415
 
     settings = load_settings(Path(args.config))
+    if settings.server.workers > 1 and args.worker is None:
+        return supervise(args, settings.server.workers)
     app = create_app(settings)
     context = ssl_context(settings)
     scheme = "https" if context else "http"
@@ -61,6 +64,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         ssl_context=context,
+        reuse_port=settings.server.workers > 1,
         print=None,
         access_log=None,
         handle_signals=True,
@@ -243,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the signing service")
     serve.add_argument("--config", required=True, help="path to signer.toml")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_cmd_serve)
 
     keys = commands.add_parser("keys", help="inspect and manage keys")

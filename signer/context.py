@@ -25,6 +25,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 AUDIT = web.AppKey("audit", AuditWriter)
 APPROVALS = web.AppKey("approvals", Approvals)
 METRICS = web.AppKey("metrics", Metrics)
+PRINCIPAL = web.RequestKey("principal", str)  # the authenticated caller's name, for refusals
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -45,11 +46,17 @@ def client_cert_subject(request: web.Request) -> str | None:
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 
+def principal_name(request: web.Request) -> str:
+    """The authenticated caller of ``request``, or ``anonymous``."""
+    name: str = request.get(PRINCIPAL, "anonymous")
+    return name
+
+
 def principal_of(request: web.Request) -> Principal:
     """Authenticate the caller and spend one request of its rate limit."""
     principal = request.app[AUTH].authenticate(
         request.headers.get("Authorization"), cert_subject=client_cert_subject(request)
     )
-    request["principal"] = principal.name
+    request[PRINCIPAL] = principal.name
     request.app[LIMITER].check(principal.name)
     return principal

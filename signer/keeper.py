@@ -21,6 +21,9 @@ import contextlib
 import json
 import logging
 import math
+import os
+import secrets
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +55,11 @@ _VERBS = {
 _BACKOUT = frozenset({KeyState.REVOKED, KeyState.RETIRED})
 
 MAX_ROUNDS = 8  # a tick settles in at most: promote, retire, destroy, generate
-RECONCILE_SECONDS = 60.0  # look at the store at least this often, whatever is due
+RECONCILE_SECONDS = 60.0
+LEASE = "lifecycle-leader"
+LEASE_TTL = 10.0
+FOLLOW_SECONDS = 0.5  # how quickly a follower sees the leader's (or an operator's) changes
+FOLLOW_START_SECONDS = 60.0  # look at the store at least this often, whatever is due
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -94,9 +101,14 @@ def policy_document(policy: RingPolicy) -> dict[str, Any]:
 class Keeper:
     """Runs each ring's lifecycle: scheduled ticks, rotate and revoke requests, start-up sweep."""
 
-    def __init__(self, service: SignerService, audit: AuditWriter) -> None:
+    def __init__(self, service: SignerService, audit: AuditWriter, *, shared: bool = False) -> None:
         self._service = service
         self._audit = audit
+        # With several processes on one store, one leader at a time runs the lifecycle; the
+        # others follow the store (DESIGN.md: rotation leadership by a lease).
+        self._shared = shared
+        self._leader = not shared
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._store = service.store
         self._backend = service.backend
         self._locks = {policy.name: asyncio.Lock() for policy in service.settings.rings}
@@ -110,8 +122,28 @@ class Keeper:
     def _now(self) -> int:
         return int(self._service.clock())
 
+    @property
+    def leader(self) -> bool:
+        """Whether this process runs the lifecycle (always, unless the store is shared)."""
+        return self._leader
+
+    async def _lead(self) -> bool:
+        if self._shared:
+            was = self._leader
+            self._leader = await self._store.try_lease(
+                LEASE, self._owner, ttl=LEASE_TTL, now=self._service.clock()
+            )
+            if self._leader != was:
+                log.info("lifecycle leadership %s", "taken" if self._leader else "lost")
+        return self._leader
+
     async def start(self) -> None:
-        """Sweep the token, prove every key in use, and settle every ring."""
+        """Sweep the token, prove every key in use, and settle every ring (the leader), or
+        wait for the leader to have done so and follow (another worker)."""
+        if not await self._lead():
+            await self._follow_start()
+            return
+        await self._service.audit_key(create=True)
         await self.sweep()
         for policy in self._service.settings.rings:
             await self._record_policy(policy)
@@ -119,6 +151,29 @@ class Keeper:
                 if record.state in (KeyState.PENDING, KeyState.ACTIVE, KeyState.DRAINING):
                     await self._service.prove_record(record)
             await self.tick(policy)
+
+    async def _follow_start(self) -> None:
+        deadline = self._service.clock() + FOLLOW_START_SECONDS
+        while True:
+            await self.reload()
+            views = self._service.views
+            if all(views[p.name].signing is not None for p in self._service.settings.rings):
+                break
+            if self._service.clock() > deadline:
+                raise Conflict("no lifecycle leader brought the rings up; is another worker up?")
+            await asyncio.sleep(0.2)
+        for policy in self._service.settings.rings:
+            for record in await self._store.keys(policy.name):
+                if record.state in (KeyState.PENDING, KeyState.ACTIVE, KeyState.DRAINING):
+                    await self._service.prove_record(record)
+
+    async def reload(self) -> None:
+        """Follow the store: rebuild every ring's view from its records (no writes)."""
+        now = int(self._service.clock())
+        for policy in self._service.settings.rings:
+            records = await self._store.keys(policy.name)
+            self._service.refresh(policy.name, records)
+            self._next_at[policy.name] = lifecycle.step(policy, records, now).next_at
 
     async def _record_policy(self, policy: RingPolicy) -> None:
         """Audit a ring's policy when it is new or differs from the one last run with."""
@@ -159,7 +214,13 @@ class Keeper:
                 await self._backend.destroy(ref)
 
     async def tick(self, policy: RingPolicy) -> int | None:
-        """Apply every transition of ``policy``'s ring that is due now; return the next time."""
+        """Apply every transition of ``policy``'s ring that is due now; return the next time.
+
+        A follower only reloads: transitions and new keys are the leader's.
+        """
+        if not self._leader:
+            await self.reload()
+            return self._next_at.get(policy.name)
         async with self._locks[policy.name]:
             for _ in range(MAX_ROUNDS):
                 records = await self._store.keys(policy.name)
@@ -348,10 +409,16 @@ class Keeper:
             # Cleared before the ticks: a rotate or revoke that lands during them wakes us again.
             self._wake.clear()
             try:
-                for policy in self._service.settings.rings:
-                    await self.tick(policy)
+                if await self._lead():
+                    for policy in self._service.settings.rings:
+                        await self.tick(policy)
+                    delay = self._delay()
+                    if self._shared:
+                        delay = min(delay, LEASE_TTL / 3)  # renew the lease in time
+                else:
+                    await self.reload()
+                    delay = FOLLOW_SECONDS
                 failures = 0
-                delay = self._delay()
             except (SignerError, StaleWrite) as exc:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from signer.context import AUDIT, METRICS
+from signer.context import AUDIT, METRICS, principal_name
 from signer.errors import (
     Forbidden,
     MethodNotAllowed,
@@ -105,14 +105,14 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
         "refused %s %s",
         request.method,
         request.path,
-        extra={"code": exc.code, "principal": request.get("principal", "anonymous")},
+        extra={"code": exc.code, "principal": principal_name(request)},
     )
     audit = request.app.get(AUDIT)
     if audit is None:
         return
     try:
         await audit.record(
-            actor=request.get("principal", "anonymous"),
+            actor=principal_name(request),
             action="authz.deny",
             target=request.path,
             outcome="denied",
@@ -161,7 +161,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status >= 500:
             log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
         if isinstance(exc, RateLimited) and METRICS in request.app:
-            request.app[METRICS].rate_limited.labels(request.get("principal", "anonymous")).inc()
+            request.app[METRICS].rate_limited.labels(principal_name(request)).inc()
         if isinstance(exc, AUDITED_REFUSALS):
             await _audit_refusal(request, exc)
         return problem_response(exc)

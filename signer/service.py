@@ -231,13 +231,15 @@ class SignerService:
             actor=actor, action="jwt.sign", target=f"ring/{ring}/{signed.kid}", details=details
         )
 
-    async def audit_key(self) -> KeyRecord:
-        """The HSM key that signs audit checkpoints, generated (and audited) on first use."""
+    async def audit_key(self, *, create: bool) -> KeyRecord | None:
+        """The HSM key that signs audit checkpoints; generated (and audited) if ``create``."""
         kid = await self.store.get_meta(AUDIT_KID)
         record = None if kid is None else await self.store.get_key(KeyId(kid))
         if record is not None:
             await self.prove_record(record)
             return record
+        if not create:
+            return None
         record = await self.generate_key(AUDIT_POLICY, active=True)
         generated = self.audit.make(
             actor="system",

@@ -35,6 +35,7 @@ class ServerSettings:
     port: int
     default_ring: str
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    workers: int = 1  # processes sharing the listening socket
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve HTTPS
     tls_key: Path | None = None
     client_ca: Path | None = None  # PEM CA bundle; with it, client certificates authenticate
@@ -300,6 +301,7 @@ def _server(table: _Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerS
     if default_ring not in {r.name for r in rings}:
         raise ConfigError(f"server.default_ring: no ring named {default_ring!r}")
     max_body = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    workers = table.integer("workers", 1)
     tls = {key: table.opt_str(key) for key in ("tls_cert", "tls_key", "client_ca")}
     table.done()
     if (tls["tls_cert"] is None) != (tls["tls_key"] is None):
@@ -316,6 +318,7 @@ def _server(table: _Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerS
         port=int(port_text),
         default_ring=default_ring,
         max_body_bytes=max_body,
+        workers=workers,
         tls_cert=paths.get("tls_cert"),
         tls_key=paths.get("tls_key"),
         client_ca=paths.get("client_ca"),

@@ -75,6 +75,9 @@ class AuditWriter:
         on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         self._on_commit = on_commit
+        # With several workers, only the lifecycle leader streams and checkpoints.
+        self._publishing: Callable[[], bool] = lambda: True
+        self._was_publishing = True
         self._store = store
         self._clock = clock
         self._sink_path = sink
@@ -90,6 +93,10 @@ class AuditWriter:
         self._signed_at = 0.0
         self._head: AuditRecord | None = None
         self._stopping = False
+
+    def publish_when(self, predicate: Callable[[], bool]) -> None:
+        """Stream to the sink and sign checkpoints only while ``predicate()`` holds."""
+        self._publishing = predicate
 
     def use_checkpoint_key(self, kid: str, sign: Signer) -> None:
         """Sign checkpoints with the HSM audit key ``kid``."""
@@ -150,8 +157,13 @@ class AuditWriter:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._commit(batch)
             try:
-                await self._catch_up()
-                await self._maybe_checkpoint()
+                if self._publishing():
+                    if not self._was_publishing and self._sink_path is not None:
+                        # Another worker streamed until now: resume after what it wrote.
+                        self._streamed = _last_seq_in(self._sink_path)
+                    await self._catch_up()
+                    await self._maybe_checkpoint()
+                self._was_publishing = self._publishing()
             except SignerError as exc:
                 log.warning("audit sink or checkpoint failed: %s", exc.code)
             if self._stopping and not self._queue:

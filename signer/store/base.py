@@ -106,6 +106,10 @@ class StateStore(Protocol):
         """Set a small named value and its audit records atomically."""
         ...
 
+    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        """Take or extend a lease for ``owner`` until ``now + ttl``; False if another holds it."""
+        ...
+
     async def aping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""
         ...

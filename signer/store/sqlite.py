@@ -406,6 +406,28 @@ class SqliteStore:
 
         await self._run(upsert)
 
+    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        """Take or extend lease ``name`` for ``owner`` until ``now + ttl``, unless another
+        owner holds it unexpired."""
+
+        def acquire(conn: sqlite3.Connection) -> bool:
+            key = f"lease:{name}"
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    holder = json.loads(row[0])
+                    if holder["owner"] != owner and holder["expires"] > now:
+                        return False
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, json.dumps({"owner": owner, "expires": now + ttl})),
+                )
+                return True
+
+        return await self._run(acquire)
+
     async def aping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())

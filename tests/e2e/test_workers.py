@@ -1,0 +1,74 @@
+"""``[server] workers = 2``: two processes serve one port, one leads the lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import jwt
+
+from tests.e2e.server import Setup, SignerProcess
+from tests.e2e.test_rotation_soak import RING, SOAK_TOKEN, soak_config
+
+
+async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: Path) -> None:
+    setup = Setup.create(tmp_path / "workers", soak_config())
+    text = setup.config.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1)
+    setup.config.write_text(text)
+    server = SignerProcess.start(setup)
+    try:
+        tokens: list[dict[str, object]] = []
+        deadline = time.monotonic() + 30
+        kids: list[str] = []
+        while time.monotonic() < deadline and (
+            len(set(kids)) < 3 or len(refusing_pids(server)) < 2
+        ):
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+                session.post(
+                    f"{setup.url}/v1/rings/{RING}/jwt",
+                    json={"claims": {"sub": "w"}},
+                    headers={"Authorization": f"Bearer {SOAK_TOKEN}"},
+                ) as response,
+            ):
+                assert response.status == 200, await response.text()
+                tokens.append(await response.json())
+                kids.append(str(tokens[-1]["kid"]))
+                # An unauthenticated call too: its refusal is logged with the worker's pid.
+                async with session.post(f"{setup.url}/v1/rings/{RING}/jwt", json={}) as refused:
+                    assert refused.status == 401
+            await asyncio.sleep(0.05)
+        assert len(set(kids)) >= 3, "expected at least two rotations"
+
+        client = jwt.PyJWKClient(f"{setup.url}/v1/rings/{RING}/jwks.json")
+        for token in tokens[-20:]:
+            key = client.get_signing_key_from_jwt(str(token["jwt"]))
+            jwt.decode(str(token["jwt"]), key.key, algorithms=["ES256"])
+
+        ring = server.request("GET", f"/v1/rings/{RING}", token=SOAK_TOKEN).json()
+        states = [k["state"] for k in ring["keys"]]
+        assert states.count("active") == 1
+        assert states.count("pending") == 1  # one leader: never two standbys
+        records = server.request(
+            "GET", "/v1/audit?limit=1000", token=setup.tokens["auditor"]
+        ).json()["records"]
+        generated = [
+            r for r in records if r["action"] == "key.generate" and r["details"]["ring"] == RING
+        ]
+        assert len(generated) == len(ring["keys"])  # no key generated twice
+        assert len(refusing_pids(server)) == 2, "both workers served requests"
+    finally:
+        server.stop()
+
+
+def refusing_pids(server: SignerProcess) -> set[int]:
+    """The worker processes that have logged a refused request so far."""
+    return {
+        int(json.loads(line)["pid"])
+        for line in server.log().splitlines()
+        if line.startswith("{") and '"refused' in line
+    }
