@@ -19,11 +19,3 @@ def parse_duration(value: object) -> int:
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
     return seconds
-
-
-def format_duration(seconds: int) -> str:
-    """Render seconds in the largest unit that divides them exactly."""
-    for unit in ("d", "h", "m"):
-        if seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
