@@ -82,12 +82,22 @@ class Metrics:
             ["ring", "status"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
         self.rate_limited = Counter(
             "signer_rate_limited_total",
             "Requests refused by a principal's rate limit.",
             ["principal"],
             registry=r,
         )
+
+    def request_timer(self, method: str, route: str, status: int) -> Histogram:
+        """The request histogram's child for these labels, looked up once per combination."""
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.requests.labels(method, route, str(status))
+            self._request_children[key] = child
+        return child
 
     def observe_commit(self, records: int, seconds: float) -> None:
         """One audit group commit of ``records`` records took ``seconds``."""

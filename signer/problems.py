@@ -139,16 +139,17 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         name = route.canonical if route is not None else "unmatched"
         metrics = request.app.get(METRICS)
         if metrics is not None:
-            metrics.requests.labels(request.method, name, str(status)).observe(elapsed)
-        log.debug(
-            "request",
-            extra={
-                "method": request.method,
-                "route": name,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-            },
-        )
+            metrics.request_timer(request.method, name, status).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": name,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
         request_id.reset(token)
 
 
