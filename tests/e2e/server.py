@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -17,6 +18,19 @@ from pathlib import Path
 from typing import Any
 
 READY_TIMEOUT_S = 60.0
+
+# Every server a test started; whatever a failing test left running is killed at exit.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _kill_leftovers() -> None:
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+atexit.register(_kill_leftovers)
 
 
 def free_port() -> int:
@@ -109,6 +123,7 @@ class SignerProcess:
                 stderr=subprocess.STDOUT,
                 env=child_env(),
             )
+        _STARTED.append(process)
         context = ssl.create_default_context(cafile=cafile) if cafile else None
         server = cls(setup=setup, process=process, log_path=log_path, ssl_context=context)
         server.wait_ready()

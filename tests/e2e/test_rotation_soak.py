@@ -227,14 +227,17 @@ async def test_sigkill_during_rotations_loses_and_duplicates_nothing(tmp_path: P
     seen_published: dict[str, int] = {}  # kid: latest exp it signed, as clients saw it
     for _ in range(4):
         server = SignerProcess.start(setup)
-        async with aiohttp.ClientSession() as session:  # a new pool: the old server is gone
-            soak = Soak(server, session)
-            until = time.time() + rng.uniform(0.5, ROTATION * 1.5)
-            while time.time() < until:
-                issued = await soak.issue()
-                seen_published[issued.kid] = max(seen_published.get(issued.kid, 0), issued.exp)
-                await asyncio.sleep(0.01)
-        server.kill()
+        try:
+            async with aiohttp.ClientSession() as session:  # a new pool: the old server is gone
+                soak = Soak(server, session)
+                until = time.time() + rng.uniform(0.5, ROTATION * 1.5)
+                while time.time() < until:
+                    issued = await soak.issue()
+                    exp = max(seen_published.get(issued.kid, 0), issued.exp)
+                    seen_published[issued.kid] = exp
+                    await asyncio.sleep(0.01)
+        finally:
+            server.kill()
 
         rows = [r for r in token_state(setup) if r["ring"] == RING]
         states = [r["state"] for r in rows]
