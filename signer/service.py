@@ -133,7 +133,14 @@ class SignerService:
             raise UnknownRing(f"no ring named {ring!r}") from None
 
     def refresh(self, ring: str, records: Sequence[KeyRecord]) -> RingView:
-        """Rebuild ``ring``'s view from its records (after every lifecycle write)."""
+        """Rebuild ``ring``'s view from its records (after every lifecycle write).
+
+        Unchanged records keep the current view: followers and idle ticks re-read the store
+        often, and neither the JWKS bytes nor the cached headers need rebuilding then.
+        """
+        current = self._views.get(ring)
+        if current is not None and current.records == tuple(records):
+            return current
         view = RingView.build(self._policies[ring], records)
         for record in records:
             if record.state is KeyState.ACTIVE:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -92,6 +93,7 @@ class AuditWriter:
         self._signed_seq = 0  # last seq covered by a checkpoint
         self._signed_at = 0.0
         self._head: AuditRecord | None = None
+        self._committed: list[AuditRecord] = []  # our batches since the last catch-up
         self._stopping = False
 
     def publish_when(self, predicate: Callable[[], bool]) -> None:
@@ -163,6 +165,8 @@ class AuditWriter:
                         self._streamed = _last_seq_in(self._sink_path)
                     await self._catch_up()
                     await self._maybe_checkpoint()
+                else:
+                    self._committed.clear()  # the leader streams; nothing to hold on to
                 self._was_publishing = self._publishing()
             except SignerError as exc:
                 log.warning("audit sink or checkpoint failed: %s", exc.code)
@@ -181,13 +185,23 @@ class AuditWriter:
                 if not future.done():
                     future.set_exception(error)
             return
+        self._committed.extend(records)
         for (_, future), record in zip(batch, records, strict=True):
             if not future.done():
                 future.set_result(record)
 
     async def _catch_up(self) -> None:
-        """Stream committed records past the sink's position, and note the head."""
-        records = await self._store.audit_records(after=self._streamed)
+        """Stream committed records past the sink's position, and note the head.
+
+        Our own batches are streamed as committed; the store is read only when records written
+        elsewhere (key changes, other workers) may sit between them.
+        """
+        own, self._committed = self._committed, []
+        contiguous = all(b.seq == a.seq + 1 for a, b in itertools.pairwise(own))
+        if own and contiguous and own[0].seq == self._streamed + 1:
+            records = own
+        else:
+            records = await self._store.audit_records(after=self._streamed)
         if not records:
             return
         self._head = records[-1]
