@@ -1,0 +1,1 @@
+"""Pure attestation formats: DSSE, in-toto, Sigstore bundles, cosign simple signing."""
