@@ -54,9 +54,6 @@ log = logging.getLogger("signer.http")
 
 
 JWKS_CONTENT_TYPE = "application/jwk-set+json"
-# A short stale-while-revalidate lets caches answer while they refetch, without outliving a
-# change by more than a few seconds.
-STALE_WHILE_REVALIDATE = 30
 
 
 def open_backend(settings: Settings) -> KeyBackend:
@@ -122,16 +119,11 @@ async def sign_jwt_batch(request: web.Request) -> web.Response:
 def _jwks_response(request: web.Request, ring: str) -> web.Response:
     service = request.app[SERVICE]
     view = service.view(ring)
-    max_age = view.cache_max_age(int(service.clock()))
-    headers = {
-        "ETag": view.jwks.etag,
-        "Cache-Control": f"public, max-age={max_age}, "
-        f"stale-while-revalidate={min(STALE_WHILE_REVALIDATE, max_age)}",
-    }
+    headers = view.cache_headers(int(service.clock()))
     if etag_matches(request.headers.get("If-None-Match"), view.jwks.etag):
-        request.app[METRICS].jwks.labels(ring, "304").inc()
+        request.app[METRICS].jwks_served(ring, 304)
         return web.Response(status=304, headers=headers)
-    request.app[METRICS].jwks.labels(ring, "200").inc()
+    request.app[METRICS].jwks_served(ring, 200)
     return web.Response(body=view.jwks.body, content_type=JWKS_CONTENT_TYPE, headers=headers)
 
 

@@ -7,8 +7,10 @@ cross services), or is generated; it is echoed in the response header and in pro
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -20,11 +22,32 @@ _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+class _RequestIds:
+    """Fresh ids: a random prefix per process and a counter (no system call per request).
+
+    An id names a request in logs; it is not a secret, only unique.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a worker must not repeat its parent
+
+    def reset(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"
+
+
+_ids = _RequestIds()
+
+
 def new_request_id(offered: str | None) -> str:
-    """The caller's id if it is a plain token, else a fresh random one."""
+    """The caller's id if it is a plain token, else a fresh one unique to this process."""
     if offered is not None and _ACCEPTED_ID.match(offered):
         return offered
-    return secrets.token_hex(8)
+    return _ids.next()
 
 
 class JsonFormatter(logging.Formatter):

@@ -83,6 +83,7 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], Histogram] = {}
+        self._jwks_children: dict[tuple[str, int], Counter] = {}
         self.rate_limited = Counter(
             "signer_rate_limited_total",
             "Requests refused by a principal's rate limit.",
@@ -98,6 +99,14 @@ class Metrics:
             child = self.requests.labels(method, route, str(status))
             self._request_children[key] = child
         return child
+
+    def jwks_served(self, ring: str, status: int) -> None:
+        """Count one JWKS response of ``ring`` (200 or 304)."""
+        key = (ring, status)
+        child = self._jwks_children.get(key)
+        if child is None:
+            child = self._jwks_children[key] = self.jwks.labels(ring, str(status))
+        child.inc()
 
     def observe_commit(self, records: int, seconds: float) -> None:
         """One audit group commit of ``records`` records took ``seconds``."""
@@ -164,6 +173,17 @@ class InstrumentedBackend:
         start = time.perf_counter()
         try:
             return await self._inner.sign(ref, data)
+        except Exception:
+            self._metrics.hsm_errors.labels("sign").inc()
+            raise
+        finally:
+            self._metrics.hsm.labels("sign").observe(time.perf_counter() - start)
+
+    async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
+        """Time ``sign_digest`` (as a sign operation)."""
+        start = time.perf_counter()
+        try:
+            return await self._inner.sign_digest(ref, digest)
         except Exception:
             self._metrics.hsm_errors.labels("sign").inc()
             raise

@@ -6,7 +6,7 @@ hot paths only look up a dict and concatenate bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from jwks.document import JwksDocument, build_jwks
@@ -16,6 +16,9 @@ from jwks.lifecycle import next_jwks_change, published
 from jwks.records import KeyRecord, KeyState
 from signer.hsm.base import KeyRef
 from signer.settings import RingPolicy
+
+# Seconds a cache may serve a stale JWKS while it revalidates (RFC 5861), at most max-age.
+STALE_WHILE_REVALIDATE = 30
 
 
 def ref_of(record: KeyRecord) -> KeyRef:
@@ -50,6 +53,8 @@ class RingView:
     jwks: JwksDocument
 
     changes_at: int | None  # when the key set next changes by schedule
+    # Response headers by max-age, built once each: the JWKS hot path only looks them up.
+    _headers: dict[int, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     def cache_max_age(self, now: int) -> int:
         """Seconds a relying party may cache this JWKS.
@@ -59,6 +64,18 @@ class RingView:
         if self.changes_at is None:
             return self.policy.jwks_max_age
         return max(0, min(self.policy.jwks_max_age, self.changes_at - now))
+
+    def cache_headers(self, now: int) -> Mapping[str, str]:
+        """``ETag`` and ``Cache-Control`` for a JWKS response (200 or 304) served at ``now``."""
+        max_age = self.cache_max_age(now)
+        headers = self._headers.get(max_age)
+        if headers is None:
+            headers = self._headers[max_age] = {
+                "ETag": self.jwks.etag,
+                "Cache-Control": f"public, max-age={max_age}, "
+                f"stale-while-revalidate={min(STALE_WHILE_REVALIDATE, max_age)}",
+            }
+        return headers
 
     @classmethod
     def build(cls, policy: RingPolicy, records: Sequence[KeyRecord]) -> RingView:

@@ -124,7 +124,7 @@ def format_time(unix_seconds: float) -> str:
 
 def canonical_json(value: object) -> bytes:
     """Return the canonical encoding (module docstring) of a JSON value; ValueError if not one."""
-    return _encode(_copy(value, "value"))
+    return _encode(_copy(value, ("value",)))
 
 
 def _encode(value: object) -> bytes:
@@ -140,16 +140,30 @@ def _kind(value: object) -> str:
     return found or f"a {type(value).__name__}"
 
 
-def _text(value: str, where: str) -> str:
+# Where a value sits, for error messages: the root's name, then keys and list indexes. Built as
+# a tuple and spelled out only when something is refused (the hot path signs thousands a second).
+Path = tuple[str | int, ...]
+
+
+def _spell(where: str | Path) -> str:
+    if isinstance(where, str):
+        return where
+    root, *parts = where
+    return str(root) + "".join(f"[{part!r}]" for part in parts)
+
+
+def _text(value: str, where: str | Path) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(value[exc.start])
-        raise ValueError(f"{where} holds a lone surrogate U+{code:04X}, which is not text") from exc
+        raise ValueError(
+            f"{_spell(where)} holds a lone surrogate U+{code:04X}, which is not text"
+        ) from exc
     return str.__str__(value)  # a plain str, whatever subclass (StrEnum) came in
 
 
-def _copy(value: object, where: str, depth: int = 0) -> JSON:
+def _copy(value: object, where: Path) -> JSON:
     """Check one JSON value against the canonical rules and return a private deep copy."""
     if isinstance(value, str):
         return _text(value, where)
@@ -157,28 +171,28 @@ def _copy(value: object, where: str, depth: int = 0) -> JSON:
         return value
     if isinstance(value, int) and abs(value) <= MAX_SAFE_INTEGER:
         return int(value)
-    if depth >= _MAX_DEPTH:
-        raise ValueError(f"{where} nests deeper than {_MAX_DEPTH} levels")
+    if len(where) > _MAX_DEPTH:
+        raise ValueError(f"{_spell(where)} nests deeper than {_MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         copied: dict[str, JSON] = {}
         for key, item in value.items():
             # RFC 8785 §3.2.3 sorts keys by UTF-16 units; within the BMP that is code point order.
             if not isinstance(key, str) or max(key, default="") > "\uffff":
-                raise ValueError(f"{where} key {key!r} is not a string within the BMP")
-            copied[_text(key, where)] = _copy(item, f"{where}[{key!r}]", depth + 1)
+                raise ValueError(f"{_spell(where)} key {key!r} is not a string within the BMP")
+            copied[_text(key, where)] = _copy(item, (*where, key))
         return copied
     if isinstance(value, list | tuple):
-        return [_copy(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return [_copy(item, (*where, i)) for i, item in enumerate(value)]
     # Floats are refused: their spellings differ between JSON implementations (1e21, -0.0, NaN),
     # so one value could hash two ways. Audit details carry integers or strings instead.
     problem = f"{_kind(value)}, which the audit log does not take"
     if isinstance(value, int):
         problem = f"{value}, outside ±(2**53 - 1) (RFC 7493 §2.2)"
-    raise ValueError(f"{where} is {problem}")
+    raise ValueError(f"{_spell(where)} is {problem}")
 
 
 def _copy_object(value: object, where: str) -> dict[str, JSON]:
-    copied = _copy(value, where)
+    copied = _copy(value, (where,))
     if isinstance(copied, dict):
         return copied
     raise ValueError(f"{where} must be an object, not {_kind(value)}")

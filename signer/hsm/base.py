@@ -73,6 +73,10 @@ class KeyBackend(Protocol):
         """Sign ``data`` (the whole message) and return the JOSE-form signature."""
         ...
 
+    async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
+        """Sign a precomputed digest of the alg's hash (ECDSA keys only); raw ``r || s``."""
+        ...
+
     async def destroy(self, ref: KeyRef) -> None:
         """Destroy both halves of the key pair; destroying an absent key is not an error."""
         ...

@@ -96,10 +96,18 @@ def pkcs11_errors(action: str) -> Iterator[None]:
     """
     try:
         yield
-    except UNAVAILABLE as exc:
-        raise HsmUnavailable(f"HSM unavailable during {action}: {_describe(exc)}") from exc
     except PKCS11Error as exc:
-        raise HsmError(f"HSM failed to {action}: {_describe(exc)}") from exc
+        raise translate(exc, action) from exc
+
+
+def translate(exc: PKCS11Error, action: str) -> HsmError:
+    """The ``HsmUnavailable`` or ``HsmError`` that ``exc`` means, naming ``action``."""
+    if isinstance(exc, UNAVAILABLE):
+        error: HsmError = HsmUnavailable(f"HSM unavailable during {action}: {_describe(exc)}")
+    else:
+        error = HsmError(f"HSM failed to {action}: {_describe(exc)}")
+    error.__cause__ = exc
+    return error
 
 
 def _describe(exc: PKCS11Error) -> str:

@@ -17,28 +17,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pkcs11.constants import Attribute, MechanismFlag, ObjectClass
-from pkcs11.exceptions import AttributeSensitive, AttributeTypeInvalid
+from pkcs11.exceptions import AttributeSensitive, AttributeTypeInvalid, PKCS11Error
 from pkcs11.mechanisms import MGF, KeyType, Mechanism
 from pkcs11.types import Object, Session, SignMixin
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from jwks.algorithms import SPECS, Alg
-from signer.errors import HsmError, HsmUnavailable, KeyProofFailed
+from signer.errors import HsmError, HsmUnavailable, KeyProofFailed, SignerError
 from signer.hsm.base import KeyProof, KeyRef
 from signer.hsm.ecpoint import Curve, curve_from_params, ec_spki, rsa_spki
 from signer.hsm.p11thread import (
+    RECONNECT,
     Connection,
     attach,
     detach,
     find_objects,
     pkcs11_errors,
     probe,
+    translate,
 )
+from signer.hsm.signqueue import SignJob, SignQueue
 
 __all__ = ["Pkcs11Backend", "pkcs11_errors"]
 
@@ -94,6 +97,7 @@ class Pkcs11Backend:
         self._token_label = token_label
         self._worker, self._conn = attach(module, token_label, pin)
         self._closed = False
+        self._signs = SignQueue(self._sign_batch)
 
     @classmethod
     async def open(cls, module: str, token_label: str, pin: str) -> Pkcs11Backend:
@@ -121,14 +125,34 @@ class Pkcs11Backend:
         )
 
     async def sign(self, ref: KeyRef, data: bytes) -> bytes:
-        """Sign ``data`` with the key's JOSE algorithm and return the JOSE-form signature."""
+        """Sign ``data`` with the key's JOSE algorithm and return the JOSE-form signature.
+
+        Concurrent calls are queued and signed in batches, one trip to the PKCS#11 thread per
+        batch (see ``SignQueue``).
+        """
         spec = SPECS[ref.alg]
         if spec.hash_name is not None:
             # ECDSA: SoftHSM 2.6.1 has no CKM_ECDSA_SHA256, so hash here and sign with CKM_ECDSA.
             data = hashlib.new(spec.hash_name, data).digest()
-        return await self._call(
-            f"sign with {ref.label!r}", functools.partial(self._sign, ref, data)
-        )
+        if self._closed:
+            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
+        return await self._signs.submit(ref, data)
+
+    async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
+        """Sign a digest the caller computed (ECDSA only) and return the raw ``r || s``.
+
+        A Sigstore message signature is ECDSA over the artifact's SHA-256, so the service signs
+        the digest it was given rather than bytes it never sees (the artifact).
+        """
+        spec = SPECS[ref.alg]
+        if spec.hash_name is None:
+            raise HsmError(f"{ref.alg} keys cannot sign a precomputed digest")
+        size = hashlib.new(spec.hash_name).digest_size
+        if len(digest) != size:
+            raise HsmError(f"a {spec.hash_name} digest is {size} bytes, not {len(digest)}")
+        if self._closed:
+            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
+        return await self._signs.submit(ref, digest)
 
     async def destroy(self, ref: KeyRef) -> None:
         """Destroy both halves of the key pair; an absent key is not an error."""
@@ -169,6 +193,7 @@ class Pkcs11Backend:
         if self._closed:
             return
         self._closed = True
+        await self._signs.drain()
         # Off the event loop: detaching waits for the PKCS#11 thread to finish closing.
         await asyncio.to_thread(detach, self._worker, self._conn)
 
@@ -179,6 +204,13 @@ class Pkcs11Backend:
             raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
         loop = asyncio.get_running_loop()
         call = functools.partial(self._conn.call, action, op, retry=retry)
+        return await loop.run_in_executor(self._worker.executor(), call)
+
+    async def _sign_batch(self, jobs: Sequence[SignJob]) -> list[bytes | SignerError]:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            self._conn.call, f"sign {len(jobs)} input(s)", functools.partial(_sign_all, jobs)
+        )
         return await loop.run_in_executor(self._worker.executor(), call)
 
     # Everything below runs on the PKCS#11 thread.
@@ -228,26 +260,6 @@ class Pkcs11Backend:
         # Prove what the token made of the template before anyone signs with it.
         conn.keys[ref.key_id] = _signing_key(ref, private_key)
         return ref
-
-    def _sign(self, ref: KeyRef, data: bytes, conn: Connection, session: Session) -> bytes:
-        key = conn.keys.get(ref.key_id)
-        if key is None or key.label != ref.label:
-            key = conn.keys[ref.key_id] = _signing_key(ref, _find_private(session, ref))
-        if key.kind != _KIND[ref.alg]:
-            raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
-        if ref.alg is Alg.PS256:
-            signature = key.key.sign(
-                data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=_PSS_SHA256
-            )
-        else:
-            signature = key.key.sign(data, mechanism=_MECHANISM[ref.alg])
-        if len(signature) != key.signature_size:
-            # ECDSA must come back as r||s of fixed size (RFC 7518 §3.4), not DER.
-            raise HsmError(
-                f"{ref.alg} signature from {ref.label!r} is {len(signature)} bytes, "
-                f"expected {key.signature_size}"
-            )
-        return bytes(signature)
 
     def _spki(self, ref: KeyRef, conn: Connection, session: Session) -> bytes:
         cached = conn.spki.get(ref.key_id)
@@ -396,6 +408,48 @@ def _list_refs(session: Session, label_prefix: str) -> list[KeyRef]:
         if alg is not None:  # keys of other kinds are not the signer's
             refs.append(KeyRef(key_id=bytes(obj[Attribute.ID]).hex(), label=label, alg=alg))
     return sorted(refs, key=lambda ref: ref.label)
+
+
+def _sign_all(
+    jobs: Sequence[SignJob], conn: Connection, session: Session
+) -> list[bytes | SignerError]:
+    """Sign every job in turn; one job's failure is its own, unless the session is lost.
+
+    A lost session raises out of the batch, so ``Connection.call`` reopens it and signs the
+    whole batch again (signing twice is harmless: nothing has left yet).
+    """
+    results: list[bytes | SignerError] = []
+    for job in jobs:
+        try:
+            results.append(_sign(job.ref, job.data, conn, session))
+        except RECONNECT:
+            raise
+        except PKCS11Error as exc:
+            results.append(translate(exc, f"sign with {job.ref.label!r}"))
+        except SignerError as exc:  # the key is not the kind of its ref, or fails its proof
+            results.append(exc)
+    return results
+
+
+def _sign(ref: KeyRef, data: bytes, conn: Connection, session: Session) -> bytes:
+    key = conn.keys.get(ref.key_id)
+    if key is None or key.label != ref.label:
+        key = conn.keys[ref.key_id] = _signing_key(ref, _find_private(session, ref))
+    if key.kind != _KIND[ref.alg]:
+        raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
+    if ref.alg is Alg.PS256:
+        signature = key.key.sign(
+            data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=_PSS_SHA256
+        )
+    else:
+        signature = key.key.sign(data, mechanism=_MECHANISM[ref.alg])
+    if len(signature) != key.signature_size:
+        # ECDSA must come back as r||s of fixed size (RFC 7518 §3.4), not DER.
+        raise HsmError(
+            f"{ref.alg} signature from {ref.label!r} is {len(signature)} bytes, "
+            f"expected {key.signature_size}"
+        )
+    return bytes(signature)
 
 
 def _ping(conn: Connection, session: Session) -> None:

@@ -65,7 +65,9 @@ def test_metrics_exist_and_move(signer: SignerProcess) -> None:
 
 def test_every_response_has_a_request_id_and_problems_carry_it(signer: SignerProcess) -> None:
     ok = signer.request("GET", "/healthz")
-    assert re.fullmatch(r"[0-9a-f]{16}", ok.headers["X-Request-Id"])
+    again = signer.request("GET", "/healthz")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", ok.headers["X-Request-Id"])
+    assert again.headers["X-Request-Id"] != ok.headers["X-Request-Id"]
     refused = signer.request(
         "POST", "/v1/rings/default/jwt", body={"claims": {}}, headers={"X-Request-Id": "trace-42"}
     )

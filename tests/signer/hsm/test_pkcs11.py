@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,6 +283,54 @@ async def test_300_concurrent_signatures_all_verify(backend: Pkcs11Backend) -> N
 
     for message, signature in zip(messages, signatures, strict=True):
         verify(Alg.ES256, spki, message, signature)
+
+
+@pytest.mark.parametrize(("alg", "hash_name"), [(Alg.ES256, "sha256"), (Alg.ES384, "sha384")])
+async def test_a_signed_digest_verifies_as_ecdsa_over_the_message(
+    backend: Pkcs11Backend, alg: Alg, hash_name: str
+) -> None:
+    """What a Sigstore message signature needs: the service never sees the artifact."""
+    ref = await backend.generate(alg, new_key_id(), label())
+    digest = hashlib.new(hash_name, MESSAGE).digest()
+
+    signature = await backend.sign_digest(ref, digest)
+
+    verify(alg, await backend.public_key(ref), MESSAGE, signature)
+
+
+async def test_sign_digest_refuses_a_digest_of_the_wrong_size_and_non_ecdsa_keys(
+    backend: Pkcs11Backend,
+) -> None:
+    ec_ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    ed_ref = await backend.generate(Alg.EDDSA, new_key_id(), label())
+
+    with pytest.raises(HsmError, match="sha256 digest is 32 bytes, not 48"):
+        await backend.sign_digest(ec_ref, bytes(48))
+    with pytest.raises(HsmError, match="cannot sign a precomputed digest"):
+        await backend.sign_digest(ed_ref, bytes(32))
+
+
+async def test_a_failing_signature_in_a_concurrent_batch_fails_alone(
+    backend: Pkcs11Backend,
+) -> None:
+    """Concurrent signs travel to the PKCS#11 thread together; one refusal is its own."""
+    good = await backend.generate(Alg.ES256, new_key_id(), label())
+    gone = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.destroy(gone)
+    spki = await backend.public_key(good)
+
+    results = await asyncio.gather(
+        *(backend.sign(good if n % 3 else gone, MESSAGE) for n in range(30)),
+        return_exceptions=True,
+    )
+
+    for n, result in enumerate(results):
+        if n % 3:
+            assert isinstance(result, bytes)
+            verify(Alg.ES256, spki, MESSAGE, result)
+        else:
+            assert isinstance(result, HsmError)
+            assert "no private key" in result.detail
 
 
 async def test_concurrent_backends_share_one_session(hsm_token: SoftHsmToken) -> None:
