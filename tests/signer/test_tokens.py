@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from jwks.b64 import b64url_decode
 from signer.errors import InvalidField, MalformedJson, ReservedClaim, SignerError, UnknownField
 from signer.tokens import JwtRequest, parse_batch
 
@@ -30,12 +33,28 @@ def test_keeps_a_callers_jti_and_ttl() -> None:
     assert request.typ == "at+jwt"
 
 
-def test_two_requests_get_distinct_jtis() -> None:
+def test_jtis_are_distinct_16_byte_values_across_buffer_refills() -> None:
     request = JwtRequest.parse({"claims": {}}, token_max_ttl=MAX)
-    assert (
-        request.claims_at(0, token_max_ttl=MAX)["jti"]
-        != request.claims_at(0, token_max_ttl=MAX)["jti"]
-    )
+    jtis = [request.claims_at(0, token_max_ttl=MAX)["jti"] for _ in range(1000)]  # 4 refills
+    assert len(set(jtis)) == len(jtis)
+    assert all(len(b64url_decode(jti)) == 16 for jti in jtis)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_worker_does_not_repeat_its_parents_jtis() -> None:
+    """Workers are forked; a shared random buffer would give two workers the same jti."""
+    request = JwtRequest.parse({"claims": {}}, token_max_ttl=MAX)
+    request.claims_at(0, token_max_ttl=MAX)  # the parent's buffer holds unused values now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next jti and leave at once
+        os.write(write, request.claims_at(0, token_max_ttl=MAX)["jti"].encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != request.claims_at(0, token_max_ttl=MAX)["jti"]
 
 
 @pytest.mark.parametrize(
