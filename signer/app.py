@@ -67,11 +67,10 @@ def open_backend(settings: Settings) -> KeyBackend:
 
 
 def open_store(settings: Settings) -> StateStore:
-    """The state store named by the settings."""
-    from signer.store.sqlite import SqliteStore  # noqa: PLC0415 -- one adapter per deployment
+    """The state store named by the settings (SQLite or Redis, by its URL)."""
+    from signer.store import open_store as open_named  # noqa: PLC0415 -- adapters load lazily
 
-    assert settings.store.sqlite_path is not None  # noqa: S101 -- settings only parse sqlite URLs
-    return SqliteStore(settings.store.sqlite_path)
+    return open_named(settings.store)
 
 
 async def _timed_sign(

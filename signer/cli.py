@@ -29,14 +29,13 @@ log = logging.getLogger("signer")
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from signer.provision import init_directory  # noqa: PLC0415 -- only this command needs it
-    from signer.store.sqlite import SqliteStore  # noqa: PLC0415
+    from signer.store import open_store  # noqa: PLC0415
 
     result = init_directory(Path(args.dir), port=args.port)
     settings = load_settings(result.config_path)
-    assert settings.store.sqlite_path is not None  # noqa: S101 -- init writes a SQLite URL
 
     async def create_store() -> None:
-        store = SqliteStore(settings.store.sqlite_path)  # type: ignore[arg-type]
+        store = open_store(settings.store)
         await store.aping()
         await store.aclose()
 

@@ -17,6 +17,7 @@ from typing import Any
 from jwks.algorithms import Alg, parse_alg
 from signer.durations import parse_duration
 from signer.errors import ConfigError
+from signer.store.redis_url import check_redis_url, is_redis_url
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -53,10 +54,12 @@ class HsmSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
-    """The state store: a SQLite file path (``redis://`` comes with the replicas issue)."""
+    """The state store: a SQLite file (one node) or a Redis server shared by replicas."""
 
-    url: str
-    sqlite_path: Path | None
+    url: str = field(repr=False)  # a Redis URL may carry a password
+    sqlite_path: Path | None  # set for sqlite: URLs, None for Redis
+    prefix: str = "signer:"  # Redis: every key name starts with it, so deployments can share
+    password: str | None = field(default=None, repr=False)  # Redis: from password_env
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,7 +252,7 @@ def parse_settings(
     _unique("rings", [r.name for r in rings])
     server = _server(root.table("server"), rings, base)
     hsm = _hsm(root.table("hsm"), base, environ)
-    store = _store(root.table("store"), base)
+    store = _store(root.table("store"), base, environ)
     principals = tuple(_principal(t) for t in root.tables("principals"))
     _unique("principals", [p.name for p in principals])
     _unique("principals token_sha256", [p.token_sha256.hex() for p in principals])
@@ -355,17 +358,38 @@ def _hsm(table: _Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
     )
 
 
-def _store(table: _Table, base: Path) -> StoreSettings:
+def _store(table: _Table, base: Path, environ: Mapping[str, str]) -> StoreSettings:
     url = table.text("url")
-    table.done()
     if url.startswith("sqlite:"):
+        table.done()  # prefix and password_env are Redis settings: refused here as unknown
         rest = url.removeprefix("sqlite:").removeprefix("//")
         if not rest or rest == "/":
             raise ConfigError("store.url: sqlite URL has no file path")
         # Three slashes give an absolute path; two (or none) a path relative to the directory
         # that holds the config file.
         return StoreSettings(url=url, sqlite_path=base / rest)
-    raise ConfigError(f"store.url: unsupported store {url!r}; expected sqlite:///path/to/state.db")
+    if is_redis_url(url):
+        try:
+            check_redis_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"store.url: {exc}") from None
+        prefix = table.opt_str("prefix") or "signer:"
+        password_env = table.opt_str("password_env")
+        table.done()
+        password = None
+        if password_env is not None:
+            # As hsm.pin_env: a secret kept out of the file, for operators who template configs.
+            password = environ.get(password_env, "")
+            if not password:
+                raise ConfigError(
+                    f"store.password_env: environment variable {password_env} is unset or empty"
+                )
+        return StoreSettings(url=url, sqlite_path=None, prefix=prefix, password=password)
+    raise ConfigError(
+        "store.url: unsupported store; expected sqlite:///path/to/state.db, "
+        "redis://host:6379/0, rediss://…, unix:///path/redis.sock or "
+        "redis+sentinel://host:26379[,host2:26379]/service_name[/db]"
+    )
 
 
 def _ring(table: _Table) -> RingPolicy:

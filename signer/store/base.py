@@ -1,15 +1,22 @@
-"""The ``StateStore`` port: lifecycle records of keys (and, later, approvals and audit).
+"""The ``StateStore`` port: key lifecycle records, approvals, the audit chain, meta and leases.
 
 The HSM is the source of truth for key material; the store is the source of truth for lifecycle.
 Every write of a record is a compare-and-set on the state the writer read, so two writers can
 never both move the same key.
+
+Rotation leadership (DESIGN.md "State"): with several processes on one store, one leader holds a
+lease and runs the lifecycle. A lease grant carries a **fencing epoch** that goes up every time the
+lease changes hands. The leader passes a :class:`Fence` with each lifecycle write and the store
+checks it in the same transaction as the write, so a leader that was paused past its lease (GC,
+VM migration, a stalled disk) and wakes up believing it still leads cannot overwrite what its
+successor wrote: its write fails with :class:`FencedOut`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
@@ -25,6 +32,27 @@ class StaleWrite(Conflict):
     title = "Concurrent change"
 
 
+class FencedOut(Conflict):
+    """A fenced write was refused: the writer no longer holds the lease at that epoch."""
+
+    code = "fenced_out"
+    title = "Lifecycle leadership lost"
+
+
+# What ``watch_changes`` yields when changes may have been missed (after a reconnect): every ring
+# should be re-read. Ring names start with a letter or digit, so this cannot be one.
+ANY_RING: Final = "*"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fence:
+    """The lease a lifecycle write is made under: ``name`` held by ``owner`` at ``epoch``."""
+
+    name: str
+    owner: str
+    epoch: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyUpdate:
     """Replace a key's record, provided it is still in ``expected`` state."""
@@ -36,6 +64,11 @@ class KeyUpdate:
 class StateStore(Protocol):
     """Where lifecycle records live."""
 
+    # True when processes on other hosts may share this store (Redis): lifecycle leadership is
+    # then needed whatever the local worker count. A SQLite file is shared only by one node's
+    # workers, which the caller knows from its own settings.
+    replicated: bool
+
     async def keys(self, ring: str | None = None) -> list[KeyRecord]:
         """Every key record (of ``ring``), oldest first."""
         ...
@@ -44,14 +77,33 @@ class StateStore(Protocol):
         """The record of ``kid``, if any."""
         ...
 
-    async def insert_key(self, record: KeyRecord, *, audit: Sequence[AuditEntry] = ()) -> None:
-        """Add a new key and its audit records atomically; ``StaleWrite`` if the kid exists."""
+    async def insert_key(
+        self,
+        record: KeyRecord,
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        """Add a new key and its audit records atomically; ``StaleWrite`` if the kid exists.
+
+        With ``fence``, ``FencedOut`` unless that lease is held at that epoch, checked in the
+        same transaction.
+        """
         ...
 
     async def update_keys(
-        self, updates: Sequence[KeyUpdate], *, audit: Sequence[AuditEntry] = ()
+        self,
+        updates: Sequence[KeyUpdate],
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
     ) -> None:
-        """Apply all updates and their audit records atomically, or none: ``StaleWrite``."""
+        """Apply all updates and their audit records atomically, or none: ``StaleWrite``.
+
+        A record's ``exp_watermark`` never goes down: an update carrying an older one than the
+        store holds (a signature raced the transition) keeps the stored one. ``fence`` as for
+        :meth:`insert_key`.
+        """
         ...
 
     async def raise_watermark(self, kid: KeyId, exp: int) -> int:
@@ -106,8 +158,22 @@ class StateStore(Protocol):
         """Set a small named value and its audit records atomically."""
         ...
 
-    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
-        """Take or extend a lease for ``owner`` until ``now + ttl``; False if another holds it."""
+    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> int | None:
+        """Take or extend lease ``name`` for ``owner`` for ``ttl`` seconds from ``now``.
+
+        Returns the fencing epoch, or None while another owner holds the lease unexpired. The
+        epoch goes up whenever the lease passes to another owner and never on a renewal (nor on
+        a retake by the same owner with nobody in between).
+        """
+        ...
+
+    def watch_changes(self) -> AsyncIterator[str]:
+        """Yield the ring of every key-record write as it commits, from any process.
+
+        ``ANY_RING`` means changes may have been missed (a reconnect): re-read everything. A
+        store with no change feed never yields; readers keep a periodic re-read either way.
+        The iterator ends when the store is closed.
+        """
         ...
 
     async def aping(self) -> None:

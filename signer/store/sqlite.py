@@ -2,6 +2,13 @@
 
 One connection, used from one worker thread (sqlite3 connections are thread-bound), in WAL mode
 with ``synchronous=FULL`` so a committed record survives power loss.
+
+Leases live in ``meta`` (``lease:<name>`` → owner, epoch, expiry). A fenced write reads the lease
+row inside its own ``BEGIN IMMEDIATE`` transaction, which holds the database's write lock, so no
+takeover can slip in between the check and the write.
+
+There is no change feed: the workers of one node sharing a file notice each other's writes by
+re-reading (``watch_changes`` never yields).
 """
 
 from __future__ import annotations
@@ -9,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +31,7 @@ from signer.approvals.rules import from_json as approval_from_json
 from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import KeyUpdate, StaleWrite
+from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
 
 T = TypeVar("T")
 
@@ -126,6 +134,27 @@ def _from_row(row: sqlite3.Row) -> KeyRecord:
     return KeyRecord(**values)
 
 
+def _lease_key(name: str) -> str:
+    return f"lease:{name}"
+
+
+def _check_fence(conn: sqlite3.Connection, fence: Fence | None, wall_now: float) -> None:
+    """Inside the caller's write transaction: ``FencedOut`` unless ``fence`` still holds."""
+    if fence is None:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_lease_key(fence.name),)).fetchone()
+    holder = None if row is None else json.loads(row[0])
+    if (
+        holder is None
+        or holder["owner"] != fence.owner
+        or holder.get("epoch") != fence.epoch
+        or holder.get("deadline", 0.0) <= wall_now
+    ):
+        raise FencedOut(
+            f"lease {fence.name} is no longer held by {fence.owner} at epoch {fence.epoch}"
+        )
+
+
 def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
     """Chain ``entries`` onto the stored head inside the caller's transaction."""
     if not entries:
@@ -143,11 +172,17 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> li
 class SqliteStore:
     """A ``StateStore`` in one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    replicated = False  # one node's file: shared only by that node's workers
+
+    def __init__(self, path: Path, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._path = path
+        # A lease's expiry for fencing is judged by this clock (like Redis judges it by its own),
+        # not by the caller's, which tests move at will; see ``try_lease``.
+        self._wall_clock = wall_clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._closing = asyncio.Event()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -203,14 +238,22 @@ class SqliteStore:
 
         return await self._run(query)
 
-    async def insert_key(self, record: KeyRecord, *, audit: Sequence[AuditEntry] = ()) -> None:
-        """Add a new key (and its audit records, in the same transaction)."""
+    async def insert_key(
+        self,
+        record: KeyRecord,
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        """Add a new key (and its audit records, in the same transaction), if ``fence`` holds."""
         columns = ", ".join(_COLUMNS)
         marks = ", ".join("?" for _ in _COLUMNS)
+        wall_now = self._wall_clock()
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                _check_fence(conn, fence, wall_now)
                 seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM keys").fetchone()[0]
                 conn.execute(
                     f"INSERT INTO keys ({columns}, seq) VALUES ({marks}, ?)",  # noqa: S608 -- fixed column names
@@ -221,19 +264,37 @@ class SqliteStore:
         await self._run(insert)
 
     async def update_keys(
-        self, updates: Sequence[KeyUpdate], *, audit: Sequence[AuditEntry] = ()
+        self,
+        updates: Sequence[KeyUpdate],
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
     ) -> None:
-        """Apply all updates (and their audit records) atomically, or none: ``StaleWrite``."""
-        assignments = ", ".join(f"{c} = ?" for c in _COLUMNS if c != "kid")
+        """Apply all updates (and their audit records) atomically, or none: ``StaleWrite``.
+
+        The watermark keeps the larger of the stored and the written value: a signature that
+        raised it after the writer read the record must still hold the key in the JWKS.
+        """
+        assignments = ", ".join(
+            "exp_watermark = MAX(COALESCE(exp_watermark, ?), COALESCE(?, exp_watermark))"
+            if c == "exp_watermark"
+            else f"{c} = ?"
+            for c in _COLUMNS
+            if c != "kid"
+        )
+        watermark = _COLUMNS.index("exp_watermark")
+        wall_now = self._wall_clock()
 
         def update(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                _check_fence(conn, fence, wall_now)
                 for item in updates:
                     row = _to_row(item.record)
+                    values = (*row[1:watermark], row[watermark], *row[watermark:])
                     cursor = conn.execute(
                         f"UPDATE keys SET {assignments} WHERE kid = ? AND state = ?",  # noqa: S608 -- fixed column names
-                        (*row[1:], item.record.kid, item.expected.value),
+                        (*values, item.record.kid, item.expected.value),
                     )
                     if cursor.rowcount != 1:
                         raise StaleWrite(
@@ -406,27 +467,45 @@ class SqliteStore:
 
         await self._run(upsert)
 
-    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
-        """Take or extend lease ``name`` for ``owner`` until ``now + ttl``, unless another
-        owner holds it unexpired."""
+    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> int | None:
+        """Take or extend lease ``name`` for ``owner``; its fencing epoch, or None if another
+        owner holds it unexpired.
 
-        def acquire(conn: sqlite3.Connection) -> bool:
-            key = f"lease:{name}"
+        Whether a holder's lease has run out is judged by the caller's ``now`` (the workers of
+        one node share a clock; tests move it). Fenced writes judge it by this store's wall
+        clock instead, from the deadline recorded here, so a paused leader is refused once
+        ``ttl`` seconds have really passed whatever clock it was given.
+        """
+        wall_deadline = self._wall_clock() + ttl
+
+        def acquire(conn: sqlite3.Connection) -> int | None:
+            key = _lease_key(name)
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                epoch = 1
                 if row is not None:
                     holder = json.loads(row[0])
+                    last = int(holder.get("epoch", 0))
                     if holder["owner"] != owner and holder["expires"] > now:
-                        return False
+                        return None
+                    # Same owner (renewal, or a retake with nobody in between): same epoch.
+                    epoch = last if holder["owner"] == owner and last > 0 else last + 1
+                value = {"owner": owner, "epoch": epoch, "expires": now + ttl}
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, json.dumps({"owner": owner, "expires": now + ttl})),
+                    (key, json.dumps(value | {"deadline": wall_deadline})),
                 )
-                return True
+                return epoch
 
         return await self._run(acquire)
+
+    async def watch_changes(self) -> AsyncGenerator[str, None]:
+        """No change feed in a file: wait until the store closes, yielding nothing."""
+        await self._closing.wait()
+        return
+        yield  # an async generator that never yields  # pragma: no cover
 
     async def aping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers."""
@@ -436,6 +515,7 @@ class SqliteStore:
         """Close the connection and stop the worker thread."""
         if self._closed:
             return
+        self._closing.set()
 
         def close(conn: sqlite3.Connection) -> None:
             conn.close()

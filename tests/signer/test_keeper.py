@@ -1,27 +1,31 @@
-"""The lifecycle shell on a real SoftHSM token and a real SQLite file, with a moved clock."""
+"""The lifecycle shell on a real SoftHSM token and a real SQLite file (or Redis), moved clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from jwks.records import KeyRecord, KeyState
-from signer.audit.chain import AuditRecord
+from signer.audit.chain import AuditEntry, AuditRecord
 from signer.audit.writer import AuditWriter
-from signer.errors import Conflict, InvalidField, KeyProofFailed
+from signer.errors import Conflict, InvalidField, KeyProofFailed, StoreUnavailable
 from signer.hsm.pkcs11 import Pkcs11Backend
-from signer.keeper import Keeper
+from signer.keeper import LEASE, LEASE_TTL, Keeper
 from signer.rings import ref_of
 from signer.service import SignerService
 from signer.settings import Settings, load_settings
-from signer.store.base import KeyUpdate
+from signer.store.base import Fence, FencedOut, KeyUpdate, StateStore
+from signer.store.redis import RedisStore
 from signer.store.sqlite import SqliteStore
 from signer.tokens import JwtRequest
 from tests.fakes import MovingClock
 from tests.hsm_token import make_exportable_key, new_key_id
+from tests.redis_server import shared_redis_server
 
 T0 = 1_800_000_000
 PERIOD, PREPUBLISH, MAX_TTL, SKEW, RETAIN = 1000, 300, 120, 5, 500
@@ -55,7 +59,7 @@ class Rig:
     settings: Settings
     service: SignerService
     keeper: Keeper
-    store: SqliteStore
+    store: StateStore
     clock: MovingClock
     ring: str
     audit: AuditWriter
@@ -82,15 +86,24 @@ class Rig:
         await self.keeper.tick(self.settings.rings[0])
 
 
-def make_rig(tmp_path: Path, backend: Pkcs11Backend, ring: str, *, immediate: bool = False) -> Rig:
+def make_rig(
+    tmp_path: Path,
+    backend: Pkcs11Backend,
+    ring: str,
+    *,
+    immediate: bool = False,
+    store: StateStore | None = None,
+    clock: MovingClock | None = None,
+    shared: bool = False,
+) -> Rig:
     path = tmp_path / "signer.toml"
     path.write_text(CONFIG.format(ring=ring, immediate=str(immediate).lower()))
     settings = load_settings(path, environ={"PIN": "x"})
-    store = SqliteStore(tmp_path / "state.db")
-    clock = MovingClock(T0)
+    store = store or SqliteStore(tmp_path / "state.db")
+    clock = clock or MovingClock(T0)
     audit = AuditWriter(store, clock=clock)
     service = SignerService(settings, backend=backend, store=store, clock=clock, audit=audit)
-    return Rig(settings, service, Keeper(service, audit), store, clock, ring, audit)
+    return Rig(settings, service, Keeper(service, audit, shared=shared), store, clock, ring, audit)
 
 
 @pytest.fixture
@@ -265,6 +278,7 @@ async def test_start_refuses_a_key_that_fails_its_custody_proof(
     """A record pointing at an exportable key (as a store attacker might arrange) stops start."""
     first, _ = await rig.records()
     bad = await make_exportable_key(backend, "elsewhere")
+    assert isinstance(rig.store, SqliteStore)
     try:
         await rig.store._run(  # reach under the port, as the attacker would
             lambda conn: conn.execute(
@@ -340,3 +354,149 @@ async def test_policy_changes_are_audited_once(
     after = records[1].details["after"]
     assert isinstance(after, dict)
     assert after["allow_immediate_rotation"] is True
+
+
+async def replica_pair(
+    tmp_path: Path, backend: Pkcs11Backend, stores: Sequence[StateStore], ring: str
+) -> tuple[Rig, Rig]:
+    """Two processes' worth of service and keeper over one store; the first leads."""
+    clock = MovingClock(T0)
+    for i in range(len(stores)):
+        (tmp_path / str(i)).mkdir()
+    rigs = [
+        make_rig(tmp_path / str(i), backend, ring, store=store, clock=clock, shared=True)
+        for i, store in enumerate(stores)
+    ]
+    for made in rigs:
+        await made.audit.start()
+        await made.keeper.start()
+    return rigs[0], rigs[1]
+
+
+async def close_rigs(*rigs: Rig) -> None:
+    for made in rigs:
+        await made.audit.aclose()
+        await made.store.aclose()
+
+
+async def test_shared_keepers_elect_one_leader_with_an_epoch(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    path = tmp_path / "state.db"
+    stores = [SqliteStore(path), SqliteStore(path)]
+    leader, follower = await replica_pair(tmp_path, backend, stores, "e" + new_key_id()[:12])
+    try:
+        assert leader.keeper.leader
+        assert leader.keeper.epoch is not None
+        assert not follower.keeper.leader
+        assert follower.keeper.epoch is None
+        assert follower.published() == leader.published()  # the follower adopted the keys
+    finally:
+        await close_rigs(leader, follower)
+
+
+async def test_a_fenced_out_former_leader_cannot_write(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    """The leader pauses past its lease, another takes over; the old one's next write is refused
+    and it drops leadership instead of acting on a stale view."""
+    path = tmp_path / "state.db"
+    stores = [SqliteStore(path), SqliteStore(path)]
+    old, new = await replica_pair(tmp_path, backend, stores, "f" + new_key_id()[:12])
+    try:
+        old_epoch = old.keeper.epoch
+        assert old_epoch is not None
+        old.clock.now += LEASE_TTL + 1  # the old leader is paused: its lease runs out
+        await new.keeper.start()  # and the other process takes over (at a new epoch)
+        assert new.keeper.leader
+        assert new.keeper.epoch == old_epoch + 1
+        before = await new.records()
+        with pytest.raises(FencedOut):
+            await old.keeper.rotate(old.ring, immediate=False)  # it still thinks it leads
+        assert not old.keeper.leader
+        assert await new.records() == before
+        stale = Fence(name=LEASE, owner="anyone", epoch=old_epoch)
+        with pytest.raises(FencedOut):
+            await new.store.update_keys([], fence=stale)
+    finally:
+        await close_rigs(old, new)
+
+
+class FailsNextInsert(SqliteStore):
+    """A store whose next ``insert_key`` fails: before committing, or after (answer lost)."""
+
+    fail_next: str | None = None  # "before" or "after"
+
+    async def insert_key(
+        self,
+        record: KeyRecord,
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        when, self.fail_next = self.fail_next, None
+        if when == "before":
+            raise StoreUnavailable("the store is unreachable")
+        await super().insert_key(record, audit=audit, fence=fence)
+        if when == "after":
+            raise StoreUnavailable("the answer was lost")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_retried_generation_reuses_the_key_it_made(
+    tmp_path: Path, backend: Pkcs11Backend, when: str
+) -> None:
+    """Generation is idempotent per epoch: a failed insert, committed or not, and its retry
+    leave exactly one new key on the token."""
+    store = FailsNextInsert(tmp_path / "state.db")
+    fresh = make_rig(tmp_path, backend, "g" + new_key_id()[:12], store=store)
+    await fresh.audit.start()
+    await fresh.keeper.start()
+    try:
+        _, standby = await fresh.records()
+        store.fail_next = when
+        with pytest.raises(StoreUnavailable):
+            await fresh.keeper.revoke(standby.kid, "lost laptop")  # its replacement's insert
+        await fresh.advance(1)  # the retry: the record is there, the token has one new key
+        on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{fresh.ring}/")}
+        records = await fresh.records()
+        assert [r.state for r in records] == [KeyState.ACTIVE, KeyState.REVOKED, KeyState.PENDING]
+        assert on_token == {r.key_id for r in records}
+    finally:
+        await close_rigs(fresh)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test redis-server's URL."""
+    return shared_redis_server().url
+
+
+async def test_a_follower_on_redis_refreshes_on_a_change_notification(
+    tmp_path: Path, backend: Pkcs11Backend, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the periodic re-read pushed far away, only the change feed can update the view."""
+    monkeypatch.setattr("signer.keeper.FOLLOW_SECONDS", 60.0)
+    prefix = f"keeper{secrets.token_hex(4)}:"
+    stores: list[StateStore] = [RedisStore.from_url(redis_url, prefix=prefix) for _ in (0, 1)]
+    leader, follower = await replica_pair(tmp_path, backend, stores, "n" + new_key_id()[:12])
+    following = asyncio.create_task(follower.keeper.run())
+    try:
+        assert not follower.keeper.leader  # Redis is shared by nature: no `shared=` needed
+        await asyncio.sleep(0.2)  # the follower's subscription is in place
+        first, standby = await leader.records()
+        await leader.keeper.revoke(first.kid, "compromised")
+        await wait_for(lambda: first.kid not in follower.published())
+        assert follower.service.view(follower.ring).signing.record.kid == standby.kid  # type: ignore[union-attr]
+    finally:
+        following.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await following
+        await close_rigs(leader, follower)
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` until it holds, for up to 5 s (real time: another task acts)."""
+    async with asyncio.timeout(5.0):
+        while not condition():  # noqa: ASYNC110 -- the view has no event to wait on
+            await asyncio.sleep(0.02)

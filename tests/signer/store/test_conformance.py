@@ -5,16 +5,30 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import time
+from pathlib import Path
 
 import pytest
 
 from jwks.algorithms import Alg
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId
-from signer.approvals.rules import ApprovalId, ApprovalPolicy, Decision, Vote, new_request, vote
+from signer.approvals.rules import (
+    ApprovalId,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Decision,
+    Vote,
+    new_request,
+    vote,
+)
 from signer.audit.chain import AuditEntry, verify_chain
 from signer.errors import KeyNotActive
-from signer.store.base import KeyUpdate, StaleWrite, StateStore
+from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite, StateStore
+from signer.store.sqlite import SqliteStore
+from tests.signer.store.conftest import Reopen
+
+ACTIVE, PENDING = KeyState.ACTIVE, KeyState.PENDING
 
 
 def record(
@@ -169,9 +183,9 @@ async def test_a_failed_key_write_appends_no_audit_record(store: StateStore) -> 
     assert await store.audit_records() == []
 
 
-async def test_approval_updates_are_compare_and_set_on_version(store: StateStore) -> None:
+def approval_request() -> ApprovalRequest:
     policy = ApprovalPolicy(group="g", members=frozenset({"a", "b"}), required=1)
-    request = new_request(
+    return new_request(
         id=ApprovalId("apr_1"),
         operation="op",
         target="t",
@@ -181,6 +195,10 @@ async def test_approval_updates_are_compare_and_set_on_version(store: StateStore
         ttl=60,
         details={},
     )
+
+
+async def test_approval_updates_are_compare_and_set_on_version(store: StateStore) -> None:
+    request = approval_request()
     await store.insert_approval(request)
     voted = vote(request, Vote(approver="a", decision=Decision.APPROVE, comment="", at=101), 101)
     await store.update_approval(voted.request, expected_version=request.version)
@@ -189,3 +207,131 @@ async def test_approval_updates_are_compare_and_set_on_version(store: StateStore
     assert await store.get_approval("apr_1") == voted.request
     assert [a.id for a in await store.approvals(state="approved")] == ["apr_1"]
     assert await store.approvals(state="pending") == []
+
+
+async def test_update_never_lowers_the_watermark(store: StateStore) -> None:
+    """A transition written from a record read before a signature keeps that signature's exp."""
+    k1 = record("k1")
+    await store.insert_key(k1)
+    await store.raise_watermark(KeyId("k1"), 1000)
+    stale = k1.with_state(KeyState.DRAINING, 900)  # read before the raise: no watermark
+    await store.update_keys([KeyUpdate(record=stale, expected=KeyState.ACTIVE)])
+    assert await store.get_key(KeyId("k1")) == dataclasses.replace(stale, exp_watermark=1000)
+
+
+async def test_racing_activations_leave_one_active_key(reopen: Reopen) -> None:
+    """Two replicas promote different pending keys at once: exactly one commits."""
+    first, second = await reopen(), await reopen()
+    k1, k2 = record("k1", KeyState.PENDING), record("k2", KeyState.PENDING)
+    await first.insert_key(k1)
+    await first.insert_key(k2)
+    results = await asyncio.gather(
+        first.update_keys([KeyUpdate(record=k1.with_state(ACTIVE, 5), expected=PENDING)]),
+        second.update_keys([KeyUpdate(record=k2.with_state(ACTIVE, 5), expected=PENDING)]),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["NoneType", "StaleWrite"]
+    assert [r.state for r in await first.keys("r")].count(ACTIVE) == 1
+
+
+async def test_racing_approval_updates_at_one_version_let_one_win(reopen: Reopen) -> None:
+    """Execute-once across replicas: two writers at the same version, one commit."""
+    first, second = await reopen(), await reopen()
+    request = approval_request()
+    await first.insert_approval(request)
+    votes = [
+        vote(request, Vote(approver=who, decision=Decision.APPROVE, comment="", at=101), 101)
+        for who in ("a", "b")
+    ]
+    results = await asyncio.gather(
+        first.update_approval(votes[0].request, expected_version=request.version),
+        second.update_approval(votes[1].request, expected_version=request.version),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["NoneType", "StaleWrite"]
+    winner = votes[results.index(None)].request
+    assert await second.get_approval("apr_1") == winner
+
+
+async def test_concurrent_audit_appends_from_two_handles_form_one_chain(reopen: Reopen) -> None:
+    """One chain, no forks, whichever process appends (and key writes append in between)."""
+    first, second = await reopen(), await reopen()
+
+    async def append(store: StateStore, name: str) -> None:
+        for n in range(15):
+            await store.append_audit([audit_entry(name, n), audit_entry(name, n + 100)])
+
+    await asyncio.gather(
+        append(first, "one"),
+        append(second, "two"),
+        first.insert_key(record("k1"), audit=[audit_entry("key.generate")]),
+        second.set_meta("m", "v", audit=[audit_entry("policy")]),
+    )
+    raw = await first.audit_raw()
+    report = verify_chain(raw)
+    assert report.ok, report.first_bad
+    assert report.count == 62
+    assert [r.seq for r in await second.audit_records()] == list(range(1, 63))
+
+
+async def test_lease_epoch_holds_on_renewal_and_another_owner_waits(store: StateStore) -> None:
+    now = time.time()
+    first = await store.try_lease("lead", "a", ttl=10, now=now)
+    assert first is not None
+    assert await store.try_lease("lead", "a", ttl=10, now=now + 1) == first  # a renewal
+    assert await store.try_lease("lead", "b", ttl=10, now=now + 2) is None  # held by a
+    fence = Fence(name="lead", owner="a", epoch=first)
+    await store.insert_key(record("k1", KeyState.PENDING), fence=fence)
+
+
+async def test_write_at_a_stale_epoch_is_refused_after_a_takeover(store: StateStore) -> None:
+    """A paused former leader wakes up and writes: refused, nothing applied or audited."""
+    old = await store.try_lease("lead", "a", ttl=0.2, now=time.time())
+    assert old is not None
+    pending = record("k1", KeyState.PENDING)
+    await store.insert_key(pending)
+    await lease_lapses(store, "lead", "a", old)
+    new = await store.try_lease("lead", "b", ttl=10, now=time.time() + 1)
+    assert new == old + 1
+    stale = Fence(name="lead", owner="a", epoch=old)
+    update = KeyUpdate(record=pending.with_state(ACTIVE, 9), expected=PENDING)
+    with pytest.raises(FencedOut):
+        await store.update_keys([update], audit=[audit_entry("key.activate")], fence=stale)
+    with pytest.raises(FencedOut):
+        await store.insert_key(record("k2", KeyState.PENDING), fence=stale)
+    assert await store.keys("r") == [pending]
+    assert await store.audit_records() == []
+    await store.update_keys([update], fence=Fence(name="lead", owner="b", epoch=new))
+    assert await store.try_lease("lead", "a", ttl=10, now=time.time()) is None
+
+
+async def test_write_under_an_expired_lease_is_refused(store: StateStore) -> None:
+    """Expired but not yet taken over: still refused, then the same owner retakes the epoch."""
+    epoch = await store.try_lease("lead", "a", ttl=0.2, now=time.time())
+    assert epoch is not None
+    await lease_lapses(store, "lead", "a", epoch)
+    assert await store.try_lease("lead", "a", ttl=10, now=time.time() + 1) == epoch
+
+
+async def lease_lapses(store: StateStore, name: str, owner: str, epoch: int) -> None:
+    """Wait (real time: Redis expires leases by its own clock) until a fenced write is refused."""
+    fence = Fence(name=name, owner=owner, epoch=epoch)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            await store.update_keys([], fence=fence)
+        except FencedOut:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the lease never lapsed")
+
+
+async def test_sqlite_has_no_change_feed_and_ends_it_on_close(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    changes = store.watch_changes()
+    waiting = asyncio.ensure_future(anext(changes, None))
+    await store.insert_key(record("k1"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await store.aclose()
+    assert await waiting is None

@@ -1,0 +1,600 @@
+"""Redis ``StateStore``: one store for several signer replicas behind a load balancer.
+
+Atomicity. Every write that has to check something (a key's state, an approval's version, the
+audit chain's head, the lifecycle lease) is an optimistic transaction: ``WATCH`` the keys it
+reads, read and decide in Python, then ``MULTI``/``EXEC`` the writes. If another client touched
+a watched key in between, ``EXEC`` does nothing and the whole transaction runs again from the
+reads; a check that then fails raises ``StaleWrite``/``FencedOut``. The audit chain is hashed in
+Python (``signer.audit.chain``; Lua has no SHA-256), and watching the chain's list is what keeps
+it one chain, without forks, whichever replica appends. A key or approval write and its audit
+records are one ``EXEC``, so they commit together or not at all. The two writes that need no
+Python (the lease and the watermark) are Lua scripts (``redis_schema``), atomic by nature.
+
+Change feed. Each key-record write publishes its ring on ``<prefix>changes`` inside the same
+``EXEC``, so a subscriber that hears it and re-reads sees the write (``watch_changes``).
+
+Durability. The store is only as durable as the server is configured to be. Run it with
+``appendonly yes`` and ``appendfsync always``, so an acknowledged ``EXEC`` is on disk (the audit
+log promises a signature is not returned before its record is durable); ``maxmemory-policy
+noeviction``, so Redis never drops a key to make room; and keep the prefix's keys to this store.
+With replicas and Sentinel, a failover can lose writes the old master acknowledged but had not
+replicated; ``min-replicas-to-write 1`` with ``min-replicas-max-lag`` narrows that window.
+
+Errors. ``RedisError`` and socket errors become ``StoreUnavailable`` at this boundary; the client
+retries a failed connection twice, and reconnects by itself once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+    WatchError,
+)
+from redis.typing import EncodableT
+
+from jwks.records import KeyRecord, KeyState
+from jwks.thumbprint import KeyId
+from signer.approvals.rules import ApprovalRequest
+from signer.approvals.rules import from_json as approval_from_json
+from signer.approvals.rules import to_json as approval_json
+from signer.audit.chain import AuditEntry, AuditRecord, link_all
+from signer.errors import KeyNotActive, StoreError, StoreUnavailable
+from signer.store.base import ANY_RING, Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.redis_schema import (
+    LEASE_SCRIPT,
+    WATERMARK_SCRIPT,
+    Names,
+    decode_record,
+    encode_record,
+    lease_value,
+)
+from signer.store.redis_url import SENTINEL_SCHEME, parse_sentinel_url
+
+log = logging.getLogger("signer.store.redis")
+
+T = TypeVar("T")
+Queue = Callable[[Pipeline], None]  # queues a transaction's writes after MULTI
+
+DEFAULT_PREFIX: Final = "signer:"
+TRANSACTION_ATTEMPTS: Final = 64  # WATCH conflicts before giving up (each retry re-reads)
+SOCKET_TIMEOUT_S: Final = 5.0
+CONNECT_TIMEOUT_S: Final = 2.0
+RESUBSCRIBE_S: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+MAX_CONNECTIONS: Final = 64  # per process; commands beyond it queue in ``_session``
+POLL_S: Final = 1.0  # how often a subscriber looks up from the channel to see the store closed
+
+
+# Refusals that pass once the server recovers: a demoted master after a failover (READONLY), a
+# full memory, a failed disk write (MISCONF), a replica without its master (MASTERDOWN).
+_TRANSIENT = (ReadOnlyError, OutOfMemoryError, MasterDownError, TryAgainError)
+_TRANSIENT_PREFIXES = ("MISCONF", "NOREPLICAS", "LOADING")
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Translate the client's errors into the store's: unreachable, timed out or refusing for
+    now is ``StoreUnavailable`` (503); a command the server rejects as wrong is ``StoreError``."""
+    try:
+        yield
+    except ResponseError as exc:
+        if isinstance(exc, _TRANSIENT) or str(exc).startswith(_TRANSIENT_PREFIXES):
+            raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
+        raise StoreError(f"Redis store error: {exc}") from exc
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
+
+
+def _jitter(attempt: int) -> float:
+    # Spread retrying writers apart so the same two do not collide again at once.
+    return random.uniform(0, min(0.05, 0.0005 * 2**attempt))  # noqa: S311 -- jitter, no secret
+
+
+class RedisStore:
+    """A ``StateStore`` in one Redis database (directly, or via Sentinel), under a key prefix."""
+
+    replicated = True  # replicas on other hosts share it: lifecycle needs a leader
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        sentinel: Sentinel | None = None,
+    ) -> None:
+        self._client = client
+        self._names = Names(prefix)
+        self._sentinel = sentinel
+        self._lease = client.register_script(LEASE_SCRIPT)
+        self._watermark = client.register_script(WATERMARK_SCRIPT)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS - 8)  # leave room for subscriptions
+        self._closed = False
+        self._closing = asyncio.Event()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = DEFAULT_PREFIX, password: str | None = None
+    ) -> RedisStore:
+        """Connect (lazily) to the server a ``redis_url`` form names; see ``redis_url``.
+
+        ``password`` is used when the URL carries none.
+        """
+        options: dict[str, Any] = {
+            "decode_responses": True,  # every value this store writes is text
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            "health_check_interval": 30,
+            "max_connections": MAX_CONNECTIONS,
+        }
+        if url.startswith(SENTINEL_SCHEME):
+            target = parse_sentinel_url(url)
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(target.sentinels),
+                socket_timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=CONNECT_TIMEOUT_S,
+            )
+            client = sentinel.master_for(
+                target.service,
+                db=target.db,
+                username=target.username,
+                password=target.password or password,
+                **options,
+            )
+            return cls(client, prefix=prefix, sentinel=sentinel)
+        if password is not None:
+            options["password"] = password  # a password in the URL still wins
+        return cls(aioredis.from_url(url, **options), prefix=prefix)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        """One use of the server: refused once closed, within the connection budget, and with
+        the client's errors translated."""
+        if self._closed:
+            raise StoreUnavailable("the Redis store is closed")
+        # The pool raises rather than waits when it runs out; a burst of signatures waits here.
+        async with self._slots:
+            with redis_errors():
+                yield
+
+    async def _transact(
+        self, watch: Sequence[str], prepare: Callable[[Pipeline], Awaitable[tuple[T, Queue]]]
+    ) -> T:
+        """Run ``prepare`` (reads and checks) under ``WATCH``, then its writes in ``MULTI``.
+
+        A conflict re-runs both; ``prepare`` raises to refuse. ``StoreUnavailable`` if the keys
+        stay contended for ``TRANSACTION_ATTEMPTS`` rounds.
+        """
+        async with self._session():
+            for attempt in range(TRANSACTION_ATTEMPTS):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    if watch:
+                        await pipe.watch(*watch)
+                    result, queue = await prepare(pipe)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    queue(pipe)
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        await asyncio.sleep(_jitter(attempt))
+                        continue
+                    return result
+        raise StoreUnavailable(f"Redis store contended: no commit in {TRANSACTION_ATTEMPTS} tries")
+
+    async def _check_fence(self, pipe: Pipeline, fence: Fence | None) -> None:
+        if fence is None:
+            return
+        held = await pipe.get(self._names.lease(fence.name))
+        if held != lease_value(fence.epoch, fence.owner):
+            raise FencedOut(
+                f"lease {fence.name} is no longer held by {fence.owner} at epoch {fence.epoch}"
+            )
+
+    def _watch(
+        self, keys: list[str], audit: Sequence[AuditEntry], fence: Fence | None
+    ) -> list[str]:
+        """``keys``, plus the chain's list when appending and the lease when fenced."""
+        if audit:
+            keys.append(self._names.audit)
+        if fence is not None:
+            keys.append(self._names.lease(fence.name))
+        return keys
+
+    async def _chain(self, pipe: Pipeline, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Link ``entries`` after the chain's current head (read under the caller's WATCH)."""
+        if not entries:
+            return []
+        raw = await pipe.lindex(self._names.audit, -1)
+        head = None if raw is None else AuditRecord.from_json(json.loads(raw))
+        return link_all(entries, head=head)
+
+    def _queue_audit(self, pipe: Pipeline, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        lines = [json.dumps(r.to_json(), ensure_ascii=False) for r in records]
+        pipe.rpush(self._names.audit, *lines)
+        pipe.hset(self._names.audit_last, mapping={r.action: str(r.seq) for r in records})
+
+    async def keys(self, ring: str | None = None) -> list[KeyRecord]:
+        """Every key record (of ``ring``), oldest first, as of one instant."""
+        index = self._names.keys if ring is None else self._names.ring(ring)
+        async with self._session():
+            kids = _texts(await self._client.zrange(index, 0, -1))
+            if not kids:
+                return []
+            # One MULTI of reads: every record as of the same instant (records are never deleted).
+            async with self._client.pipeline(transaction=True) as pipe:
+                for kid in kids:
+                    pipe.hgetall(self._names.key(kid))
+                rows = await pipe.execute()
+        return [decode_record(_row(row)) for row in rows if row]
+
+    async def get_key(self, kid: KeyId) -> KeyRecord | None:
+        """The record of ``kid``, if any."""
+        async with self._session():
+            row = _row(await self._client.hgetall(self._names.key(kid)))
+        return decode_record(row) if row else None
+
+    async def insert_key(
+        self,
+        record: KeyRecord,
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        """Add a new key and its audit records atomically; ``StaleWrite`` if the kid, its token
+        key id or (for an active key) its ring's active slot is taken."""
+        names, kid, ring = self._names, record.kid, record.ring
+        active = record.state is KeyState.ACTIVE
+        watch = [names.key(kid), names.key_id(record.key_id), names.keyseq, names.active(ring)]
+
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            await self._check_fence(pipe, fence)
+            if await pipe.exists(names.key(kid)):
+                raise StaleWrite(f"key {kid} already exists")
+            if (holder := _opt(await pipe.get(names.key_id(record.key_id)))) is not None:
+                raise StaleWrite(f"token key id {record.key_id} already belongs to key {holder}")
+            if active and (current := _opt(await pipe.get(names.active(ring)))) is not None:
+                raise StaleWrite(f"ring {ring} already has the active key {current}")
+            seq = int(await pipe.get(names.keyseq) or 0) + 1
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.hset(names.key(kid), mapping=_fields(encode_record(record, seq)))
+                pipe.set(names.keyseq, seq)
+                pipe.zadd(names.keys, {kid: seq})
+                pipe.zadd(names.ring(ring), {kid: seq})
+                pipe.set(names.key_id(record.key_id), kid)
+                if active:
+                    pipe.set(names.active(ring), kid)
+                self._queue_audit(pipe, chained)
+                pipe.publish(names.changes, ring)
+
+            return None, queue
+
+        await self._transact(self._watch(watch, audit, fence), prepare)
+
+    async def update_keys(
+        self,
+        updates: Sequence[KeyUpdate],
+        *,
+        audit: Sequence[AuditEntry] = (),
+        fence: Fence | None = None,
+    ) -> None:
+        """Apply all updates (each a compare-and-set on state) and their audit records in one
+        ``EXEC``, or none: ``StaleWrite``. At most one active key per ring, checked in order."""
+        names = self._names
+        rings = sorted({u.record.ring for u in updates})
+        watch = [names.key(u.record.kid) for u in updates] + [names.active(r) for r in rings]
+
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            await self._check_fence(pipe, fence)
+            active = {r: _opt(await pipe.get(names.active(r))) for r in rings}
+            written: dict[str, tuple[KeyRecord, str]] = {}
+            for item in updates:
+                new, kid = item.record, item.record.kid
+                if kid in written:  # a second update of one key applies to the first's result
+                    current, seq = written[kid]
+                else:
+                    row = _row(await pipe.hgetall(names.key(kid)))
+                    if not row:
+                        raise StaleWrite(f"key {kid} is no longer {item.expected.value}")
+                    current, seq = decode_record(row), row["seq"]
+                if current.state is not item.expected:
+                    raise StaleWrite(f"key {kid} is no longer {item.expected.value}")
+                if (new.ring, new.key_id) != (current.ring, current.key_id):
+                    raise StoreError(f"key {kid}: a key's ring and token key id never change")
+                new = _keep_watermark(new, current)
+                if current.state is KeyState.ACTIVE and active[new.ring] == kid:
+                    active[new.ring] = None
+                if new.state is KeyState.ACTIVE:
+                    if active[new.ring] not in (None, kid):
+                        raise StaleWrite(f"ring {new.ring} already has an active key")
+                    active[new.ring] = kid
+                written[kid] = (new, seq)
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                for kid, (new, seq) in written.items():
+                    pipe.hset(names.key(kid), mapping=_fields(encode_record(new, int(seq))))
+                for ring, holder in active.items():
+                    if holder is None:
+                        pipe.delete(names.active(ring))
+                    else:
+                        pipe.set(names.active(ring), holder)
+                self._queue_audit(pipe, chained)
+                for ring in rings:
+                    pipe.publish(names.changes, ring)
+
+            return None, queue
+
+        await self._transact(self._watch(watch, audit, fence), prepare)
+
+    async def raise_watermark(self, kid: KeyId, exp: int) -> int:
+        """Set the active key's ``exp_watermark`` to at least ``exp`` (one script, atomic)."""
+        async with self._session():
+            stored = await self._watermark(keys=[self._names.key(kid)], args=[str(int(exp))])
+        if stored is None:
+            raise KeyNotActive(f"key {kid} is not active")
+        return int(stored)
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Chain ``entries`` onto the head and commit them in one ``EXEC``; return them."""
+        if not entries:
+            return []
+
+        async def prepare(pipe: Pipeline) -> tuple[list[AuditRecord], Queue]:
+            chained = await self._chain(pipe, entries)
+            return chained, lambda pipe: self._queue_audit(pipe, chained)
+
+        return await self._transact([self._names.audit], prepare)
+
+    async def audit_records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Records with ``seq > after`` in order, at most ``limit``."""
+        if limit == 0:
+            return []
+        stop = -1 if limit is None else after + limit - 1
+        return [AuditRecord.from_json(json.loads(raw)) for raw in await self._raw(after, stop)]
+
+    async def audit_last(self, *, action: str | None = None) -> AuditRecord | None:
+        """The newest audit record (of ``action``), if any."""
+        async with self._session():
+            index = -1
+            if action is not None:
+                seq = await self._client.hget(self._names.audit_last, action)
+                if seq is None:
+                    return None
+                index = int(seq) - 1
+            raw = await self._client.lindex(self._names.audit, index)
+        return None if raw is None else AuditRecord.from_json(json.loads(raw))
+
+    async def audit_raw(self, *, after: int = 0) -> list[str]:
+        """The stored JSON of each record with ``seq > after``, unparsed, for verification."""
+        return await self._raw(after, -1)
+
+    async def _raw(self, after: int, stop: int) -> list[str]:
+        async with self._session():
+            return _texts(await self._client.lrange(self._names.audit, max(after, 0), stop))
+
+    async def insert_approval(
+        self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a new approval request and its audit records atomically."""
+        key = self._names.approval(request.id)
+
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            if await pipe.exists(key):
+                raise StaleWrite(f"approval {request.id} already exists")
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.hset(key, mapping=_fields(_approval_fields(request)))
+                pipe.zadd(self._names.approvals, {request.id: request.created_at})
+                self._queue_audit(pipe, chained)
+
+            return None, queue
+
+        await self._transact(self._watch([key], audit, None), prepare)
+
+    async def update_approval(
+        self,
+        request: ApprovalRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a request still at ``expected_version`` (else ``StaleWrite``), with audit."""
+        key = self._names.approval(request.id)
+
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            version = await pipe.hget(key, "version")
+            if version is None or int(version) != expected_version:
+                raise StaleWrite(f"approval {request.id} changed concurrently")
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.hset(key, mapping=_fields(_approval_fields(request)))
+                self._queue_audit(pipe, chained)
+
+            return None, queue
+
+        await self._transact(self._watch([key], audit, None), prepare)
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """One approval request, if it exists."""
+        async with self._session():
+            body = await self._client.hget(self._names.approval(approval_id), "body")
+        return None if body is None else approval_from_json(json.loads(body))
+
+    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Approval requests (in ``state``), oldest first."""
+        async with self._session():
+            ids = _texts(await self._client.zrange(self._names.approvals, 0, -1))
+            if not ids:
+                return []
+            async with self._client.pipeline(transaction=True) as pipe:
+                for approval_id in ids:
+                    pipe.hmget(self._names.approval(approval_id), ["state", "body"])
+                rows = await pipe.execute()
+        return [
+            approval_from_json(json.loads(body))
+            for found, body in rows
+            if body is not None and (state is None or found == state)
+        ]
+
+    async def get_meta(self, key: str) -> str | None:
+        """A small named value."""
+        async with self._session():
+            value = await self._client.hget(self._names.meta, key)
+        return None if value is None else str(value)
+
+    async def set_meta(self, key: str, value: str, *, audit: Sequence[AuditEntry] = ()) -> None:
+        """Set a small named value and its audit records atomically."""
+        if not audit:
+            async with self._session():
+                await self._client.hset(self._names.meta, key, value)
+            return
+
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.hset(self._names.meta, key, value)
+                self._queue_audit(pipe, chained)
+
+            return None, queue
+
+        await self._transact([self._names.audit], prepare)
+
+    async def try_lease(self, name: str, owner: str, *, ttl: float, now: float) -> int | None:
+        """Take or extend lease ``name`` for ``owner`` for ``ttl`` seconds; its epoch, or None.
+
+        Expiry is the server's (``PX``), one clock for every replica whatever their skew, so
+        ``now`` is not used here.
+        """
+        del now
+        ttl_ms = max(1, round(ttl * 1000))
+        keys = [self._names.lease(name), self._names.lease_last(name)]
+        async with self._session():
+            epoch = await self._lease(keys=keys, args=[owner, ttl_ms])
+        return None if epoch is None else int(epoch)
+
+    async def watch_changes(self) -> AsyncGenerator[str, None]:
+        """Yield the ring of each key-record write, from any replica, until the store closes.
+
+        The subscription survives outages: it is made again (with backoff) once the server is
+        back, and then ``ANY_RING`` is yielded, because whatever was published meanwhile is lost.
+        """
+        missed, failures = False, 0
+        while not self._closed:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._names.changes)
+                if missed:
+                    log.info("change feed resubscribed")
+                    yield ANY_RING
+                missed, failures = False, 0
+                while not self._closed:
+                    message = await pubsub.get_message(timeout=POLL_S)
+                    if message is not None and message.get("type") == "message":
+                        yield str(message["data"])
+            except (RedisError, OSError) as exc:
+                if not missed:
+                    log.warning("change feed lost (%s); resubscribing", exc)
+                missed = True
+            finally:
+                await _close_quietly(pubsub)
+            delay = RESUBSCRIBE_S[min(failures, len(RESUBSCRIBE_S) - 1)]
+            failures += 1
+            try:
+                await asyncio.wait_for(self._closing.wait(), timeout=delay)
+            except TimeoutError:
+                continue
+
+    async def aping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the server answers."""
+        async with self._session():
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        """Close the connections (and the Sentinel ones); end ``watch_changes``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        with redis_errors():
+            await self._client.aclose(close_connection_pool=True)
+            if self._sentinel is not None:
+                for sentinel in self._sentinel.sentinels:
+                    await sentinel.aclose()
+
+
+def _keep_watermark(new: KeyRecord, current: KeyRecord) -> KeyRecord:
+    """``new`` with the larger watermark of the two (a signature may have raised it since)."""
+    marks = [m for m in (new.exp_watermark, current.exp_watermark) if m is not None]
+    if not marks or new.exp_watermark == max(marks):
+        return new
+    return replace(new, exp_watermark=max(marks))
+
+
+def _text(value: bytes | str) -> str:
+    # The client decodes responses (decode_responses=True); its types cannot know that.
+    return value if isinstance(value, str) else value.decode()
+
+
+def _opt(value: bytes | str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(values: Sequence[Any]) -> list[str]:
+    return [_text(v) for v in values]
+
+
+def _row(values: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in values.items()}
+
+
+def _fields(values: Mapping[str, str]) -> dict[EncodableT, EncodableT]:
+    return {k: v for k, v in values.items()}  # noqa: C416 -- retyped for the client
+
+
+def _approval_fields(request: ApprovalRequest) -> dict[str, str]:
+    return {
+        "state": request.state.value,
+        "version": str(request.version),
+        "body": json.dumps(approval_json(request)),
+    }
+
+
+async def _close_quietly(pubsub: aioredis.client.PubSub) -> None:
+    # A subscription on a dead connection cannot say goodbye; dropping it is all that is left.
+    try:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    except (RedisError, OSError):
+        log.debug("closing a broken subscription failed", exc_info=True)
