@@ -13,16 +13,12 @@ Order of effects, so a crash at any point converges on restart:
 The scheduler sleeps until the next due time computed from the records (no polling lag), and
 wakes early when an operator rotates or revokes.
 
-Several processes on one store (``shared``: workers of one node, or replicas on Redis): one
-leader at a time runs the lifecycle under the lease ``lifecycle-leader``, and every write it makes
-carries the lease's fencing epoch (``signer.store.base.Fence``). A leader that was paused past its
-lease and wakes up has its next write refused (``FencedOut``); it drops leadership and follows.
-Only the leader generates keys and sweeps the token (``sweep`` explains why that makes the sweep
-safe). Followers rebuild their views from the store when its change feed says a ring changed,
-and re-read it every ``FOLLOW_SECONDS`` anyway, which is also when they try for the lease.
-Operator requests (rotate, revoke, approved destroys) may land on any process: they are
-compare-and-set writes on the states read, valid from a follower too, and a revocation's
-replacement key is left to the leader, which the change feed wakes.
+Several processes on one store (workers of one node, or replicas on Redis): one leader runs the
+lifecycle, its writes fenced by its lease's epoch (``signer.leadership``). Only the leader makes
+keys and sweeps the token (``sweep`` says why that is safe). Followers rebuild their views when
+the store's change feed names a ring, and re-read it every ``FOLLOW_SECONDS`` anyway. Operator
+requests may land on any process: they are compare-and-set writes, valid from a follower too;
+a revocation's replacement key is left to the leader, which the change feed wakes.
 """
 
 from __future__ import annotations
@@ -32,11 +28,8 @@ import contextlib
 import json
 import logging
 import math
-import os
-import secrets
-import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from jwks import lifecycle
@@ -46,10 +39,12 @@ from jwks.thumbprint import KeyId
 from signer.audit.chain import AuditEntry
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, SignerError, UnknownKey
+from signer.keygen import KeyMaker
+from signer.leadership import LEASE_TTL, Leadership
 from signer.rings import ref_of
 from signer.service import SignerService
 from signer.settings import RingPolicy
-from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.base import FencedOut, KeyUpdate, StaleWrite
 
 log = logging.getLogger("signer.keeper")
 
@@ -67,8 +62,6 @@ _BACKOUT = frozenset({KeyState.REVOKED, KeyState.RETIRED})
 
 MAX_ROUNDS = 8  # a tick settles in at most: promote, retire, destroy, generate
 RECONCILE_SECONDS = 60.0
-LEASE = "lifecycle-leader"
-LEASE_TTL = 10.0
 FOLLOW_SECONDS = 0.5  # how quickly a follower sees the leader's (or an operator's) changes
 FOLLOW_START_SECONDS = 60.0  # look at the store at least this often, whatever is due
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -89,18 +82,6 @@ class RevocationDone:
 
     revoked: KeyRecord
     active: KeyId | None  # the ring's signing key after the kill-switch
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingKey:
-    """A key made on the token whose record is not known to have landed in the store.
-
-    Kept so that a retry under the same lease epoch inserts this key instead of making a second
-    one (an insert whose answer was lost may have committed: the retry finds out).
-    """
-
-    epoch: int | None  # the lease epoch it was made under (None: not shared)
-    record: KeyRecord
 
 
 def policy_document(policy: RingPolicy) -> dict[str, Any]:
@@ -127,16 +108,13 @@ class Keeper:
     def __init__(self, service: SignerService, audit: AuditWriter, *, shared: bool = False) -> None:
         self._service = service
         self._audit = audit
-        # With several processes on one store, one leader at a time runs the lifecycle; the
-        # others follow the store (DESIGN.md: rotation leadership by a lease).
         self._store = service.store
-        self._shared = shared or self._store.replicated
-        self._leader = not self._shared
-        self._epoch: int | None = None  # the fencing epoch of the lease we hold
+        # DESIGN.md: with several processes on one store, a leader (by lease) runs the lifecycle.
+        self._lease = Leadership(self._store, shared=shared, clock=service.clock)
+        self._shared = self._lease.shared
         self._swept_epoch: int | None = None
-        self._pending: dict[tuple[str, Generate], PendingKey] = {}
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._backend = service.backend
+        self._maker = KeyMaker(service, self._backend)
         self._locks = {policy.name: asyncio.Lock() for policy in service.settings.rings}
         self._wake = asyncio.Event()
         self._next_at: dict[str, int | None] = {}
@@ -151,48 +129,17 @@ class Keeper:
     @property
     def leader(self) -> bool:
         """Whether this process runs the lifecycle (always, unless the store is shared)."""
-        return self._leader
+        return self._lease.leader
 
     @property
     def epoch(self) -> int | None:
         """The fencing epoch of the lifecycle lease this process holds, if it does."""
-        return self._epoch
-
-    async def _lead(self) -> bool:
-        """Take or renew the lease (when shared); whether this process leads now."""
-        if self._shared:
-            was = self._leader
-            self._epoch = await self._store.try_lease(
-                LEASE, self._owner, ttl=LEASE_TTL, now=self._service.clock()
-            )
-            self._leader = self._epoch is not None
-            if self._leader != was:
-                if self._leader:
-                    log.info("lifecycle leadership taken at epoch %d", self._epoch)
-                else:
-                    log.info("lifecycle leadership lost to another process")
-        return self._leader
-
-    def _fence(self) -> Fence | None:
-        """What this process's lifecycle writes are made under (None: not as a leader)."""
-        if not self._shared or self._epoch is None:
-            return None
-        return Fence(name=LEASE, owner=self._owner, epoch=self._epoch)
-
-    def _fenced_out(self, exc: FencedOut) -> None:
-        """A write was refused because another process leads now: follow from here on."""
-        log.warning(
-            "lifecycle leadership lost: a write at epoch %s was refused (%s)",
-            self._epoch,
-            exc.detail,
-        )
-        self._leader = False
-        self._epoch = None
+        return self._lease.epoch
 
     async def start(self) -> None:
         """Sweep the token, prove every key in use, and settle every ring (the leader), or
         wait for the leader to have done so and follow (another worker)."""
-        if not await self._lead():
+        if not await self._lease.renew():
             await self._follow_start()
             return
         await self._service.audit_key(create=True)
@@ -258,19 +205,15 @@ class Keeper:
         but had not inserted can never be inserted now (its fenced insert is refused at the old
         epoch). The one key missing from the store that must survive is this process's own
         generation in flight under the current epoch: the ring's lock keeps the sweep out while
-        a generation runs, and a key whose insert may yet land (``PendingKey``) is kept.
+        a generation runs, and a key whose insert may yet land (``signer.keygen``) is kept.
         """
-        if not self._leader:
+        if not self.leader:
             return
         for policy in self._service.settings.rings:
             async with self._locks[policy.name]:
                 records = await self._store.keys(policy.name)
                 held = {r.key_id for r in records if r.state in HELD_STATES}
-                for key, pending in list(self._pending.items()):
-                    if key[0] == policy.name and pending.epoch == self._epoch:
-                        held.add(pending.record.key_id)
-                    elif key[0] == policy.name:
-                        del self._pending[key]  # an older epoch's: inserted (held) or never
+                held |= self._maker.in_flight(policy.name, self._lease.epoch)
                 for ref in await self._backend.list_refs(f"signer/{policy.name}/"):
                     if ref.key_id in held:
                         continue
@@ -280,14 +223,14 @@ class Keeper:
                         extra={"ring": policy.name, "label": ref.label},
                     )
                     await self._backend.destroy(ref)
-        self._swept_epoch = self._epoch
+        self._swept_epoch = self._lease.epoch
 
     async def tick(self, policy: RingPolicy) -> int | None:
         """Apply every transition of ``policy``'s ring that is due now; return the next time.
 
         A follower only reloads: transitions and new keys are the leader's.
         """
-        if not self._leader:
+        if not self.leader:
             await self.reload()
             return self._next_at.get(policy.name)
         async with self._locks[policy.name]:
@@ -295,7 +238,7 @@ class Keeper:
                 records = await self._store.keys(policy.name)
                 plan = lifecycle.step(policy, records, self._now())
                 if plan.generate is None:
-                    await self._drop_pending(policy.name, records)
+                    await self._maker.settle(policy.name, records)
                 if plan.empty:
                     self._service.refresh(policy.name, records)
                     self._next_at[policy.name] = plan.next_at
@@ -320,10 +263,10 @@ class Keeper:
             await self._store.update_keys(
                 [KeyUpdate(record=c.after, expected=c.before.state) for c in changes],
                 audit=[self._audit_change(c, actor) for c in changes],
-                fence=self._fence(),
+                fence=self._lease.fence(),
             )
         except FencedOut as exc:
-            self._fenced_out(exc)
+            self._lease.fenced_out(exc)
             raise
         self._audit.notify()
         written = {r.kid: r for r in records} | {c.after.kid: c.after for c in changes}
@@ -360,7 +303,7 @@ class Keeper:
         )
 
     async def _generate(self, policy: RingPolicy, why: Generate, actor: str = SYSTEM) -> KeyRecord:
-        record = await self._made_key(policy, why)
+        record = await self._maker.make(policy, why, epoch=self._lease.epoch)
         generated = self._audit.make(
             actor=actor,
             action="key.generate",
@@ -375,22 +318,20 @@ class Keeper:
             },
         )
         try:
-            await self._store.insert_key(record, audit=[generated], fence=self._fence())
+            await self._store.insert_key(record, audit=[generated], fence=self._lease.fence())
         except FencedOut as exc:
             # Refused atomically: no record can ever name this key, so it goes now rather
             # than waiting for the next leader's sweep.
-            self._fenced_out(exc)
-            del self._pending[(policy.name, why)]
-            await self._backend.destroy(ref_of(record))
+            self._lease.fenced_out(exc)
+            await self._maker.abandon(policy.name, why)
             raise
         except StaleWrite:
             stored = await self._store.get_key(record.kid)
             if stored is None or stored.key_id != record.key_id:
-                del self._pending[(policy.name, why)]
-                await self._backend.destroy(ref_of(record))  # the ring moved on without it
+                await self._maker.abandon(policy.name, why)  # the ring moved on without it
                 raise
             # An earlier attempt's insert had committed; only its answer was lost.
-        del self._pending[(policy.name, why)]
+        self._maker.landed(policy.name, why)
         self._audit.notify()
         self._service.refresh(policy.name, await self._store.keys(policy.name))
         log.info(
@@ -402,34 +343,6 @@ class Keeper:
             extra={"ring": policy.name},
         )
         return record
-
-    async def _made_key(self, policy: RingPolicy, why: Generate) -> KeyRecord:
-        """A new key on the token, or the one an earlier attempt under this epoch made.
-
-        Generation is idempotent per (ring, purpose, epoch): a tick that failed after making the
-        key (the store was briefly unreachable) reuses it instead of making a second one.
-        """
-        pending = self._pending.get((policy.name, why))
-        if pending is None or pending.epoch != self._epoch:
-            record = await self._service.generate_key(policy, active=why is Generate.EMERGENCY)
-            self._pending[(policy.name, why)] = PendingKey(epoch=self._epoch, record=record)
-            return record
-        # Published (and, for an emergency key, active) from the insert that makes it visible,
-        # not from the failed attempt: pre-publication counts from when relying parties can
-        # see the key.
-        now = self._now()
-        activated = now if pending.record.activated_at is not None else None
-        return replace(pending.record, published_at=now, activated_at=activated)
-
-    async def _drop_pending(self, ring: str, records: Sequence[KeyRecord]) -> None:
-        """Forget generations the ring no longer needs; destroy those that never landed."""
-        stored = {r.key_id for r in records}
-        for key, pending in list(self._pending.items()):
-            if key[0] != ring:
-                continue
-            del self._pending[key]
-            if pending.record.key_id not in stored:
-                await self._backend.destroy(ref_of(pending.record))
 
     async def rotate(
         self, ring: str, *, immediate: bool, reason: str = "", actor: str = SYSTEM
@@ -478,7 +391,7 @@ class Keeper:
             except lifecycle.LifecycleError as exc:
                 raise Conflict(str(exc)) from None
             await self._apply(policy, records, revocation.changes, actor=actor)
-            if revocation.generate is not None and self._leader:
+            if revocation.generate is not None and self.leader:
                 await self._generate(policy, revocation.generate, actor)
             elif revocation.generate is not None:
                 # Keys are the leader's to make (``sweep``); the change feed wakes it now.
@@ -544,8 +457,8 @@ class Keeper:
             # Cleared before the ticks: a rotate or revoke that lands during them wakes us again.
             self._wake.clear()
             try:
-                if await self._lead():
-                    if self._shared and self._swept_epoch != self._epoch:
+                if await self._lease.renew():
+                    if self._shared and self._swept_epoch != self._lease.epoch:
                         await self.sweep()  # taken over mid-run: what the last leader left
                     for policy in self._service.settings.rings:
                         await self.tick(policy)

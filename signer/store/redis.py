@@ -28,36 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import random
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-    WatchError,
-)
-from redis.typing import EncodableT
+from redis.exceptions import WatchError
 
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
@@ -66,7 +44,20 @@ from signer.approvals.rules import from_json as approval_from_json
 from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import ANY_RING, Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.redis_client import (
+    MAX_CONNECTIONS,
+    Connection,
+    change_feed,
+    connect,
+    fields,
+    opt_text,
+    redis_errors,
+    texts,
+)
+from signer.store.redis_client import (
+    row as text_row,
+)
 from signer.store.redis_schema import (
     LEASE_SCRIPT,
     WATERMARK_SCRIPT,
@@ -75,40 +66,12 @@ from signer.store.redis_schema import (
     encode_record,
     lease_value,
 )
-from signer.store.redis_url import SENTINEL_SCHEME, parse_sentinel_url
-
-log = logging.getLogger("signer.store.redis")
 
 T = TypeVar("T")
 Queue = Callable[[Pipeline], None]  # queues a transaction's writes after MULTI
 
 DEFAULT_PREFIX: Final = "signer:"
 TRANSACTION_ATTEMPTS: Final = 64  # WATCH conflicts before giving up (each retry re-reads)
-SOCKET_TIMEOUT_S: Final = 5.0
-CONNECT_TIMEOUT_S: Final = 2.0
-RESUBSCRIBE_S: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
-MAX_CONNECTIONS: Final = 64  # per process; commands beyond it queue in ``_session``
-POLL_S: Final = 1.0  # how often a subscriber looks up from the channel to see the store closed
-
-
-# Refusals that pass once the server recovers: a demoted master after a failover (READONLY), a
-# full memory, a failed disk write (MISCONF), a replica without its master (MASTERDOWN).
-_TRANSIENT = (ReadOnlyError, OutOfMemoryError, MasterDownError, TryAgainError)
-_TRANSIENT_PREFIXES = ("MISCONF", "NOREPLICAS", "LOADING")
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate the client's errors into the store's: unreachable, timed out or refusing for
-    now is ``StoreUnavailable`` (503); a command the server rejects as wrong is ``StoreError``."""
-    try:
-        yield
-    except ResponseError as exc:
-        if isinstance(exc, _TRANSIENT) or str(exc).startswith(_TRANSIENT_PREFIXES):
-            raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
-        raise StoreError(f"Redis store error: {exc}") from exc
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
 
 
 def _jitter(attempt: int) -> float:
@@ -121,16 +84,10 @@ class RedisStore:
 
     replicated = True  # replicas on other hosts share it: lifecycle needs a leader
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        sentinel: Sentinel | None = None,
-    ) -> None:
-        self._client = client
+    def __init__(self, connection: Connection, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._connection = connection
+        self._client = client = connection.client
         self._names = Names(prefix)
-        self._sentinel = sentinel
         self._lease = client.register_script(LEASE_SCRIPT)
         self._watermark = client.register_script(WATERMARK_SCRIPT)
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS - 8)  # leave room for subscriptions
@@ -141,36 +98,9 @@ class RedisStore:
     def from_url(
         cls, url: str, *, prefix: str = DEFAULT_PREFIX, password: str | None = None
     ) -> RedisStore:
-        """Connect (lazily) to the server a ``redis_url`` form names; see ``redis_url``.
-
-        ``password`` is used when the URL carries none.
-        """
-        options: dict[str, Any] = {
-            "decode_responses": True,  # every value this store writes is text
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            "health_check_interval": 30,
-            "max_connections": MAX_CONNECTIONS,
-        }
-        if url.startswith(SENTINEL_SCHEME):
-            target = parse_sentinel_url(url)
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                list(target.sentinels),
-                socket_timeout=SOCKET_TIMEOUT_S,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-            )
-            client = sentinel.master_for(
-                target.service,
-                db=target.db,
-                username=target.username,
-                password=target.password or password,
-                **options,
-            )
-            return cls(client, prefix=prefix, sentinel=sentinel)
-        if password is not None:
-            options["password"] = password  # a password in the URL still wins
-        return cls(aioredis.from_url(url, **options), prefix=prefix)
+        """A store on the server a ``redis_url`` form names (connected on first use);
+        ``password`` is used when the URL carries none."""
+        return cls(connect(url, password=password), prefix=prefix)
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[None]:
@@ -245,7 +175,7 @@ class RedisStore:
         """Every key record (of ``ring``), oldest first, as of one instant."""
         index = self._names.keys if ring is None else self._names.ring(ring)
         async with self._session():
-            kids = _texts(await self._client.zrange(index, 0, -1))
+            kids = texts(await self._client.zrange(index, 0, -1))
             if not kids:
                 return []
             # One MULTI of reads: every record as of the same instant (records are never deleted).
@@ -253,12 +183,12 @@ class RedisStore:
                 for kid in kids:
                     pipe.hgetall(self._names.key(kid))
                 rows = await pipe.execute()
-        return [decode_record(_row(row)) for row in rows if row]
+        return [decode_record(text_row(row)) for row in rows if row]
 
     async def get_key(self, kid: KeyId) -> KeyRecord | None:
         """The record of ``kid``, if any."""
         async with self._session():
-            row = _row(await self._client.hgetall(self._names.key(kid)))
+            row = text_row(await self._client.hgetall(self._names.key(kid)))
         return decode_record(row) if row else None
 
     async def insert_key(
@@ -278,15 +208,15 @@ class RedisStore:
             await self._check_fence(pipe, fence)
             if await pipe.exists(names.key(kid)):
                 raise StaleWrite(f"key {kid} already exists")
-            if (holder := _opt(await pipe.get(names.key_id(record.key_id)))) is not None:
+            if (holder := opt_text(await pipe.get(names.key_id(record.key_id)))) is not None:
                 raise StaleWrite(f"token key id {record.key_id} already belongs to key {holder}")
-            if active and (current := _opt(await pipe.get(names.active(ring)))) is not None:
+            if active and (current := opt_text(await pipe.get(names.active(ring)))) is not None:
                 raise StaleWrite(f"ring {ring} already has the active key {current}")
             seq = int(await pipe.get(names.keyseq) or 0) + 1
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.hset(names.key(kid), mapping=_fields(encode_record(record, seq)))
+                pipe.hset(names.key(kid), mapping=fields(encode_record(record, seq)))
                 pipe.set(names.keyseq, seq)
                 pipe.zadd(names.keys, {kid: seq})
                 pipe.zadd(names.ring(ring), {kid: seq})
@@ -315,14 +245,14 @@ class RedisStore:
 
         async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
             await self._check_fence(pipe, fence)
-            active = {r: _opt(await pipe.get(names.active(r))) for r in rings}
+            active = {r: opt_text(await pipe.get(names.active(r))) for r in rings}
             written: dict[str, tuple[KeyRecord, str]] = {}
             for item in updates:
                 new, kid = item.record, item.record.kid
                 if kid in written:  # a second update of one key applies to the first's result
                     current, seq = written[kid]
                 else:
-                    row = _row(await pipe.hgetall(names.key(kid)))
+                    row = text_row(await pipe.hgetall(names.key(kid)))
                     if not row:
                         raise StaleWrite(f"key {kid} is no longer {item.expected.value}")
                     current, seq = decode_record(row), row["seq"]
@@ -342,7 +272,7 @@ class RedisStore:
 
             def queue(pipe: Pipeline) -> None:
                 for kid, (new, seq) in written.items():
-                    pipe.hset(names.key(kid), mapping=_fields(encode_record(new, int(seq))))
+                    pipe.hset(names.key(kid), mapping=fields(encode_record(new, int(seq))))
                 for ring, holder in active.items():
                     if holder is None:
                         pipe.delete(names.active(ring))
@@ -400,7 +330,7 @@ class RedisStore:
 
     async def _raw(self, after: int, stop: int) -> list[str]:
         async with self._session():
-            return _texts(await self._client.lrange(self._names.audit, max(after, 0), stop))
+            return texts(await self._client.lrange(self._names.audit, max(after, 0), stop))
 
     async def insert_approval(
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
@@ -414,7 +344,7 @@ class RedisStore:
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=_fields(_approval_fields(request)))
+                pipe.hset(key, mapping=fields(_approvalfields(request)))
                 pipe.zadd(self._names.approvals, {request.id: request.created_at})
                 self._queue_audit(pipe, chained)
 
@@ -439,7 +369,7 @@ class RedisStore:
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=_fields(_approval_fields(request)))
+                pipe.hset(key, mapping=fields(_approvalfields(request)))
                 self._queue_audit(pipe, chained)
 
             return None, queue
@@ -455,7 +385,7 @@ class RedisStore:
     async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
         """Approval requests (in ``state``), oldest first."""
         async with self._session():
-            ids = _texts(await self._client.zrange(self._names.approvals, 0, -1))
+            ids = texts(await self._client.zrange(self._names.approvals, 0, -1))
             if not ids:
                 return []
             async with self._client.pipeline(transaction=True) as pipe:
@@ -505,37 +435,10 @@ class RedisStore:
             epoch = await self._lease(keys=keys, args=[owner, ttl_ms])
         return None if epoch is None else int(epoch)
 
-    async def watch_changes(self) -> AsyncGenerator[str, None]:
-        """Yield the ring of each key-record write, from any replica, until the store closes.
-
-        The subscription survives outages: it is made again (with backoff) once the server is
-        back, and then ``ANY_RING`` is yielded, because whatever was published meanwhile is lost.
-        """
-        missed, failures = False, 0
-        while not self._closed:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._names.changes)
-                if missed:
-                    log.info("change feed resubscribed")
-                    yield ANY_RING
-                missed, failures = False, 0
-                while not self._closed:
-                    message = await pubsub.get_message(timeout=POLL_S)
-                    if message is not None and message.get("type") == "message":
-                        yield str(message["data"])
-            except (RedisError, OSError) as exc:
-                if not missed:
-                    log.warning("change feed lost (%s); resubscribing", exc)
-                missed = True
-            finally:
-                await _close_quietly(pubsub)
-            delay = RESUBSCRIBE_S[min(failures, len(RESUBSCRIBE_S) - 1)]
-            failures += 1
-            try:
-                await asyncio.wait_for(self._closing.wait(), timeout=delay)
-            except TimeoutError:
-                continue
+    def watch_changes(self) -> AsyncGenerator[str, None]:
+        """Yield the ring of each key-record write, from any replica, until the store closes;
+        ``ANY_RING`` after a resubscription (see ``redis_client.change_feed``)."""
+        return change_feed(self._client, self._names.changes, self._closing)
 
     async def aping(self) -> None:
         """Raise ``StoreUnavailable`` unless the server answers."""
@@ -549,10 +452,7 @@ class RedisStore:
         self._closed = True
         self._closing.set()
         with redis_errors():
-            await self._client.aclose(close_connection_pool=True)
-            if self._sentinel is not None:
-                for sentinel in self._sentinel.sentinels:
-                    await sentinel.aclose()
+            await self._connection.aclose()
 
 
 def _keep_watermark(new: KeyRecord, current: KeyRecord) -> KeyRecord:
@@ -563,38 +463,9 @@ def _keep_watermark(new: KeyRecord, current: KeyRecord) -> KeyRecord:
     return replace(new, exp_watermark=max(marks))
 
 
-def _text(value: bytes | str) -> str:
-    # The client decodes responses (decode_responses=True); its types cannot know that.
-    return value if isinstance(value, str) else value.decode()
-
-
-def _opt(value: bytes | str | None) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _texts(values: Sequence[Any]) -> list[str]:
-    return [_text(v) for v in values]
-
-
-def _row(values: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in values.items()}
-
-
-def _fields(values: Mapping[str, str]) -> dict[EncodableT, EncodableT]:
-    return {k: v for k, v in values.items()}  # noqa: C416 -- retyped for the client
-
-
-def _approval_fields(request: ApprovalRequest) -> dict[str, str]:
+def _approvalfields(request: ApprovalRequest) -> dict[str, str]:
     return {
         "state": request.state.value,
         "version": str(request.version),
         "body": json.dumps(approval_json(request)),
     }
-
-
-async def _close_quietly(pubsub: aioredis.client.PubSub) -> None:
-    # A subscription on a dead connection cannot say goodbye; dropping it is all that is left.
-    try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-    except (RedisError, OSError):
-        log.debug("closing a broken subscription failed", exc_info=True)

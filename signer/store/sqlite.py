@@ -21,10 +21,9 @@ from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from jwks.algorithms import Alg
-from jwks.records import KeyRecord, KeyState, RingName
+from jwks.records import KeyRecord
 from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
 from signer.approvals.rules import from_json as approval_from_json
@@ -32,74 +31,9 @@ from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, from_row, to_row
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    kid TEXT PRIMARY KEY,
-    ring TEXT NOT NULL,
-    alg TEXT NOT NULL,
-    key_id TEXT NOT NULL UNIQUE,
-    label TEXT NOT NULL,
-    jwk TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    published_at INTEGER,
-    activated_at INTEGER,
-    draining_at INTEGER,
-    retired_at INTEGER,
-    revoked_at INTEGER,
-    destroyed_at INTEGER,
-    revoke_reason TEXT,
-    exp_watermark INTEGER,
-    rotate_requested_at INTEGER,
-    emergency INTEGER NOT NULL DEFAULT 0,
-    seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS keys_by_ring ON keys (ring, seq);
--- DESIGN.md: exactly one active key per ring, enforced by the database as well.
-CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_ring ON keys (ring) WHERE state = 'active';
--- The audit chain: each row is one record's exported JSON; seq and hash are indexed copies.
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS approvals (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state, created_at);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-_COLUMNS = (
-    "kid",
-    "ring",
-    "alg",
-    "key_id",
-    "label",
-    "jwk",
-    "state",
-    "created_at",
-    "published_at",
-    "activated_at",
-    "draining_at",
-    "retired_at",
-    "revoked_at",
-    "destroyed_at",
-    "revoke_reason",
-    "exp_watermark",
-    "rotate_requested_at",
-    "emergency",
-)
 
 
 @contextmanager
@@ -113,25 +47,6 @@ def sqlite_errors() -> Iterator[None]:
         raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"SQLite store error: {exc}") from exc
-
-
-def _to_row(record: KeyRecord) -> tuple[Any, ...]:
-    values = {name: getattr(record, name) for name in _COLUMNS}
-    values["jwk"] = json.dumps(dict(record.jwk), sort_keys=True)
-    values["alg"] = record.alg.value
-    values["state"] = record.state.value
-    return tuple(values[name] for name in _COLUMNS)
-
-
-def _from_row(row: sqlite3.Row) -> KeyRecord:
-    values = {name: row[name] for name in _COLUMNS}
-    values["jwk"] = json.loads(row["jwk"])
-    values["alg"] = Alg(row["alg"])
-    values["state"] = KeyState(row["state"])
-    values["kid"] = KeyId(row["kid"])
-    values["ring"] = RingName(row["ring"])
-    values["emergency"] = bool(row["emergency"])
-    return KeyRecord(**values)
 
 
 def _lease_key(name: str) -> str:
@@ -211,7 +126,7 @@ class SqliteStore:
                 f"{self._path} has schema version {version}, newer than this signer's "
                 f"{SCHEMA_VERSION}"
             )
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return conn
 
@@ -225,7 +140,7 @@ class SqliteStore:
                 rows = conn.execute(
                     "SELECT * FROM keys WHERE ring = ? ORDER BY seq", (ring,)
                 ).fetchall()
-            return [_from_row(row) for row in rows]
+            return [from_row(row) for row in rows]
 
         return await self._run(query)
 
@@ -234,7 +149,7 @@ class SqliteStore:
 
         def query(conn: sqlite3.Connection) -> KeyRecord | None:
             row = conn.execute("SELECT * FROM keys WHERE kid = ?", (kid,)).fetchone()
-            return None if row is None else _from_row(row)
+            return None if row is None else from_row(row)
 
         return await self._run(query)
 
@@ -246,8 +161,8 @@ class SqliteStore:
         fence: Fence | None = None,
     ) -> None:
         """Add a new key (and its audit records, in the same transaction), if ``fence`` holds."""
-        columns = ", ".join(_COLUMNS)
-        marks = ", ".join("?" for _ in _COLUMNS)
+        columns = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
         wall_now = self._wall_clock()
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -257,7 +172,7 @@ class SqliteStore:
                 seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM keys").fetchone()[0]
                 conn.execute(
                     f"INSERT INTO keys ({columns}, seq) VALUES ({marks}, ?)",  # noqa: S608 -- fixed column names
-                    (*_to_row(record), seq),
+                    (*to_row(record), seq),
                 )
                 _append_audit(conn, audit)
 
@@ -279,10 +194,10 @@ class SqliteStore:
             "exp_watermark = MAX(COALESCE(exp_watermark, ?), COALESCE(?, exp_watermark))"
             if c == "exp_watermark"
             else f"{c} = ?"
-            for c in _COLUMNS
+            for c in COLUMNS
             if c != "kid"
         )
-        watermark = _COLUMNS.index("exp_watermark")
+        watermark = COLUMNS.index("exp_watermark")
         wall_now = self._wall_clock()
 
         def update(conn: sqlite3.Connection) -> None:
@@ -290,7 +205,7 @@ class SqliteStore:
                 conn.execute("BEGIN IMMEDIATE")
                 _check_fence(conn, fence, wall_now)
                 for item in updates:
-                    row = _to_row(item.record)
+                    row = to_row(item.record)
                     values = (*row[1:watermark], row[watermark], *row[watermark:])
                     cursor = conn.execute(
                         f"UPDATE keys SET {assignments} WHERE kid = ? AND state = ?",  # noqa: S608 -- fixed column names

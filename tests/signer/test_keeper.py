@@ -15,7 +15,8 @@ from signer.audit.chain import AuditEntry, AuditRecord
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, KeyProofFailed, StoreUnavailable
 from signer.hsm.pkcs11 import Pkcs11Backend
-from signer.keeper import LEASE, LEASE_TTL, Keeper
+from signer.keeper import Keeper
+from signer.leadership import LEASE, LEASE_TTL
 from signer.rings import ref_of
 from signer.service import SignerService
 from signer.settings import Settings, load_settings
