@@ -77,6 +77,55 @@ def test_absolute_sqlite_url(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, text)).store.sqlite_path == tmp_path / "abs.db"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://user:pw@redis.internal:6380/2",
+        "unix:///run/redis/redis.sock?db=1",
+        "redis+sentinel://:pw@s1:26379,s2:26379/signer-master/0",
+    ],
+)
+def test_redis_urls_are_accepted(tmp_path: Path, url: str) -> None:
+    text = BASE.replace('"sqlite://state.db"', f'"{url}"')
+    store = load_settings(write(tmp_path, text)).store
+    assert store.url == url
+    assert store.sqlite_path is None
+    assert store.prefix == "signer:"
+
+
+def test_redis_prefix_and_password_from_environment(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'url = "sqlite://state.db"',
+        'url = "redis://10.0.0.5:6379/0"\nprefix = "acme:"\npassword_env = "REDIS_PW"',
+    )
+    store = load_settings(write(tmp_path, text), environ={"REDIS_PW": "s3cret"}).store
+    assert (store.prefix, store.password) == ("acme:", "s3cret")
+    assert "s3cret" not in repr(store)
+
+
+def test_redis_password_in_the_url_never_appears_in_repr(tmp_path: Path) -> None:
+    text = BASE.replace('"sqlite://state.db"', '"redis://:hunter2@10.0.0.5:6379/0"')
+    assert "hunter2" not in repr(load_settings(write(tmp_path, text)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"sqlite://state.db"', '"redis+sentinel://s1:26379"', "store.url: .*service_name"),
+        ('"sqlite://state.db"', '"unix://redis.sock"', "store.url: .*absolute"),
+        ('"sqlite://state.db"', '"sqlite://state.db"\nprefix = "x:"', "store.prefix"),
+        ('"sqlite://state.db"', '"redis://h/0"\npassword_env = "UNSET"', "store.password_env"),
+        ('"sqlite://state.db"', '"redis://h/0"\nprefix = ""', "store.prefix"),
+    ],
+)
+def test_bad_store_settings_are_refused_precisely(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, BASE.replace(old, new, 1)), environ={})
+
+
 def test_pin_from_environment(tmp_path: Path) -> None:
     text = BASE.replace('pin_file = "hsm-pin"', 'pin_env = "SIGNER_HSM_PIN"')
     settings = load_settings(write(tmp_path, text), environ={"SIGNER_HSM_PIN": "9999"})
