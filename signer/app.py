@@ -27,10 +27,14 @@ from signer.audit import http as audit_http
 from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, require
 from signer.bodies import read_json
+from signer.codesign import http as codesign_http
+from signer.codesign.shell import OPERATION as SIGNING_OPERATION
+from signer.codesign.shell import CodeSigning
 from signer.context import (
     APPROVALS,
     AUDIT,
     AUTH,
+    CODESIGN,
     KEEPER,
     LIMITER,
     METRICS,
@@ -178,7 +182,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter and route
     settings: Settings,
     *,
     backend: KeyBackend | None = None,
@@ -209,6 +213,10 @@ def create_app(
         keeper = Keeper(service, audit, shared=settings.server.workers > 1)
         approvals = Approvals(state, audit, clock=clock)
         register_key_operations(approvals, keeper)
+        codesign = CodeSigning(
+            settings, service=service, approvals=approvals, audit=audit, clock=clock
+        )
+        approvals.register(SIGNING_OPERATION, codesign.run)  # signs once, at quorum
         audit.publish_when(lambda: keeper.leader)
         try:
             await audit.start()
@@ -221,6 +229,7 @@ def create_app(
             app[KEEPER] = keeper
             app[AUDIT] = audit
             app[APPROVALS] = approvals
+            app[CODESIGN] = codesign
             metrics.watch(service, keeper)
             task = asyncio.create_task(keeper.run(), name="lifecycle")
             yield
@@ -243,6 +252,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     admin.add_routes(app)
     approvals_http.add_routes(app)
+    codesign_http.add_routes(app)
     audit_http.add_routes(app)
     return app
 

@@ -1,4 +1,5 @@
-"""The ``signer`` command line: ``init``, ``serve`` and ``keys list``."""
+"""The ``signer`` command line: ``init``, ``serve``, ``keys``, ``audit``, ``approvals``, ``sign``
+and ``verify``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from jwks.records import KeyState
 from jwks.thumbprint import KeyId
 from signer.audit.verify import verify_export
 from signer.client import ApiError, add_client_arguments, client_from_arguments
+from signer.codesign.cli import add_sign_commands
+from signer.codesign.verifier import add_verify_command
 from signer.errors import ConfigError, SignerError
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.logs import configure as configure_logs
@@ -272,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_audit_commands(commands)
     _add_approval_commands(commands)
+    add_sign_commands(commands)
+    add_verify_command(commands)
     return parser
 
 

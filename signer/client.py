@@ -1,4 +1,4 @@
-"""A small HTTP client for the CLI's API commands (``keys rotate``, ``keys revoke``, ...).
+"""A small HTTP client for the CLI's API commands (``keys rotate``, ``sign request``, ...).
 
 Credentials come from ``--credentials`` (the ``credentials.json`` of ``signer init``, with
 ``--role``), or ``--url`` plus ``--token-file`` / the ``SIGNER_TOKEN`` variable. Tokens are read
@@ -58,6 +58,24 @@ class ApiClient:
             raise ApiError(exc.code, problem) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ApiError(0, {"detail": f"cannot reach {self.url}: {exc}"}) from None
+
+    def fetch(self, path: str) -> bytes:
+        """GET ``path`` (a public resource such as a key PEM) and return the raw body."""
+        return fetch_url(self.url.rstrip("/") + path)
+
+
+def fetch_url(url: str) -> bytes:
+    """GET a public ``http(s)`` URL (a JWKS, a PEM) without credentials; the raw body."""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{url!r} is not an http(s) URL")
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # noqa: S310 -- checked
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        raise ApiError(exc.code, {"detail": f"GET {url}: HTTP {exc.code}"}) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(0, {"detail": f"cannot reach {url}: {exc}"}) from None
 
 
 def add_client_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:

@@ -11,6 +11,7 @@ from cryptography import x509
 from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, Principal
+from signer.codesign.shell import CodeSigning
 from signer.keeper import Keeper
 from signer.metrics import Metrics
 from signer.ratelimit import RateLimiter
@@ -24,6 +25,7 @@ SETTINGS = web.AppKey("settings", Settings)
 LIMITER = web.AppKey("limiter", RateLimiter)
 AUDIT = web.AppKey("audit", AuditWriter)
 APPROVALS = web.AppKey("approvals", Approvals)
+CODESIGN = web.AppKey("codesign", CodeSigning)
 METRICS = web.AppKey("metrics", Metrics)
 PRINCIPAL = web.RequestKey("principal", str)  # the authenticated caller's name, for refusals
 

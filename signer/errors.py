@@ -17,6 +17,7 @@
     ├── Conflict (409 conflict)
     │   └── KeyNotActive (409 key_not_active)
     ├── PayloadTooLarge (413 body_too_large)
+    ├── Unprocessable (422 unprocessable)        well-formed, but refused by a policy (a profile)
     ├── RateLimited (429 rate_limited)           carries ``retry_after`` seconds
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── ConfigError (500 config_error)           raised at start-up, never over HTTP
@@ -150,6 +151,14 @@ class PayloadTooLarge(SignerError):
     code = "body_too_large"
     status = 413
     title = "Payload too large"
+
+
+class Unprocessable(SignerError):
+    """The request is well-formed but a policy refuses its content (e.g. a signing profile)."""
+
+    code = "unprocessable"
+    status = 422
+    title = "Unprocessable request"
 
 
 class RateLimited(SignerError):

@@ -1,9 +1,10 @@
 """``signer init``: a working single-node setup in one directory.
 
 Creates a SoftHSM2 token (config, token directory, PINs in 0600 files), the SQLite store, a
-``signer.toml`` with a ``default`` ES256 ring and one principal per role, and
-``credentials.json`` holding the role tokens. Refuses to touch a directory that already has a
-setup, so keys are never overwritten.
+``signer.toml`` with a ``default`` ES256 ring for JWTs, a ``codesign`` ES256 ring and a
+``release`` signing profile (``ci`` requests, ``approver1`` and ``approver2`` both approve), one
+principal per role, and ``credentials.json`` holding the role tokens. Refuses to touch a
+directory that already has a setup, so keys are never overwritten.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ ROLES: dict[str, tuple[str, ...]] = {
     "approver2": ("sign:approve:*",),
     "auditor": ("audit:read",),
 }
+# What the dev ``release`` profile lets a pipeline attest (docs/codesign.md).
+RELEASE_PREDICATE_TYPES = (
+    "https://slsa.dev/provenance/v1",
+    "https://sigstore.dev/cosign/sign/v1",
+    "https://spdx.dev/Document",
+    "https://cyclonedx.org/bom",
+    "https://in-toto.io/attestation/vulns/v0.1",
+)
 _OWNED = ("signer.toml", "credentials.json", "softhsm2.conf", "tokens", "hsm-pin", "state.db")
 
 
@@ -78,6 +87,22 @@ def _config_text(*, port: int, module: str, store_path: Path, tokens: dict[str, 
         'destroy = { group = "key-custodians", required = 2 }',
         'reinstate = { group = "key-custodians", required = 2 }',
     ]
+    lines += [
+        "",
+        "# Code signing: keys live long (cosign users pin them); rotation still pre-publishes.",
+        "[[rings]]",
+        'name = "codesign"',
+        'alg = "ES256"',
+        'rotation_period = "90d"',
+        'prepublish = "7d"',
+        'token_max_ttl = "5m"',
+        'jwks_max_age = "1d"',
+        'retain = "400d"',
+        "",
+        "[rings.approvals]",
+        'destroy = { group = "key-custodians", required = 2 }',
+        'reinstate = { group = "key-custodians", required = 2 }',
+    ]
     for role, permissions in ROLES.items():
         digest = hashlib.sha256(tokens[role].encode()).hexdigest()
         lines += [
@@ -88,6 +113,22 @@ def _config_text(*, port: int, module: str, store_path: Path, tokens: dict[str, 
             f"permissions = {json.dumps(list(permissions))}",
         ]
     lines += ["", "[[groups]]", 'name = "key-custodians"', 'members = ["approver1", "approver2"]']
+    lines += [
+        "",
+        "[[groups]]",
+        'name = "release-managers"',
+        'members = ["approver1", "approver2"]',
+        "",
+        "[[profiles]]",
+        'name = "release"',
+        'ring = "codesign"',
+        'requesters = ["ci"]',
+        'approvers = "release-managers"',
+        "approvals_required = 2",
+        'subjects = ["*"]',
+        f"predicate_types = {json.dumps(list(RELEASE_PREDICATE_TYPES))}",
+        "max_subjects = 64",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -534,3 +534,45 @@ def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
             raise ConfigError(
                 f"profiles[{i}].approvals_required: more than the members of {profile.approvers!r}"
             )
+        _check_profile_signing(settings, i, profile)
+
+
+# Code signing needs ECDSA keys: a Sigstore message signature is ECDSA (or RSA) over the
+# artifact's digest signed prehashed, which the HSM adapter does for ECDSA only (CKM_ECDSA), and
+# cosign verifies simple-signing signatures with ECDSA keys (docs/codesign.md).
+_SIGNING_ALGS = (Alg.ES256, Alg.ES384)
+
+
+def _grants(permissions: tuple[str, ...], permission: str) -> bool:
+    """As ``signer.auth.Principal.allows`` (which imports this module): exact or ``:*``."""
+    return permission in permissions or any(
+        p.endswith(":*") and permission.startswith(p[:-1]) for p in permissions
+    )
+
+
+def _check_profile_signing(settings: Settings, i: int, profile: ProfileSettings) -> None:
+    ring = settings.ring(profile.ring)
+    assert ring is not None  # noqa: S101 -- checked by the caller
+    if ring.alg not in _SIGNING_ALGS:
+        raise ConfigError(
+            f"profiles[{i}].ring: ring {ring.name!r} signs with {ring.alg.value}; a signing "
+            "profile needs an ECDSA ring (ES256, or ES384 for containers and attestations only)"
+        )
+    if not profile.subjects:
+        raise ConfigError(f"profiles[{i}].subjects: at least one subject pattern is required")
+    permissions = {p.name: p.permissions for p in settings.principals}
+    # Both lists and permissions decide who acts on a profile; a mismatch would only show up as
+    # a 403 in the middle of a release, so it is refused here instead.
+    for requester in profile.requesters:
+        if not _grants(permissions[requester], f"sign:request:{profile.name}"):
+            raise ConfigError(
+                f"profiles[{i}].requesters: {requester!r} lacks permission "
+                f"'sign:request:{profile.name}'"
+            )
+    group = next(g for g in settings.groups if g.name == profile.approvers)
+    for member in group.members:
+        if not _grants(permissions[member], f"sign:approve:{profile.name}"):
+            raise ConfigError(
+                f"profiles[{i}].approvers: member {member!r} of {group.name!r} lacks permission "
+                f"'sign:approve:{profile.name}'"
+            )

@@ -22,6 +22,7 @@ from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
 from signer.audit.chain import AuditEntry, AuditRecord
+from signer.codesign.records import SigningRequest
 from signer.errors import Conflict
 
 
@@ -182,4 +183,30 @@ class StateStore(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+    async def insert_signing_request(
+        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a signing request and its audit records atomically; ``StaleWrite`` if the id
+        exists."""
+        ...
+
+    async def update_signing_request(
+        self,
+        record: SigningRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a signing request still at ``expected_version`` (else ``StaleWrite``), with
+        its audit records in the same transaction."""
+        ...
+
+    async def get_signing_request(self, request_id: str) -> SigningRequest | None:
+        """One signing request, if it exists."""
+        ...
+
+    async def signing_requests(self, *, state: str | None = None) -> list[SigningRequest]:
+        """Signing requests (in ``state``), oldest first."""
         ...

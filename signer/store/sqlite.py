@@ -29,6 +29,9 @@ from signer.approvals.rules import ApprovalRequest
 from signer.approvals.rules import from_json as approval_from_json
 from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
+from signer.codesign.records import SigningRequest
+from signer.codesign.records import from_json as signing_request_from_json
+from signer.codesign.records import to_json as signing_request_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
 from signer.store.sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, from_row, to_row
@@ -440,3 +443,83 @@ class SqliteStore:
             self._conn = None
         self._closed = True
         self._executor.shutdown(wait=True)
+
+    async def insert_signing_request(
+        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a signing request (and its audit records) atomically; ``StaleWrite`` if it exists."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO signing_requests (id, state, version, created_at, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.state.value,
+                        record.version,
+                        record.created_at,
+                        json.dumps(signing_request_json(record)),
+                    ),
+                )
+                _append_audit(conn, audit)
+
+        await self._run(insert)
+
+    async def update_signing_request(
+        self,
+        record: SigningRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a signing request still at ``expected_version``; else ``StaleWrite``."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                cursor = conn.execute(
+                    "UPDATE signing_requests SET state = ?, version = ?, body = ? "
+                    "WHERE id = ? AND version = ?",
+                    (
+                        record.state.value,
+                        record.version,
+                        json.dumps(signing_request_json(record)),
+                        record.id,
+                        expected_version,
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise StaleWrite(f"signing request {record.id} changed concurrently")
+                _append_audit(conn, audit)
+
+        await self._run(update)
+
+    async def get_signing_request(self, request_id: str) -> SigningRequest | None:
+        """One signing request, if it exists."""
+
+        def query(conn: sqlite3.Connection) -> SigningRequest | None:
+            row = conn.execute(
+                "SELECT body FROM signing_requests WHERE id = ?", (request_id,)
+            ).fetchone()
+            return None if row is None else signing_request_from_json(json.loads(row[0]))
+
+        return await self._run(query)
+
+    async def signing_requests(self, *, state: str | None = None) -> list[SigningRequest]:
+        """Signing requests (in ``state``), oldest first."""
+
+        def query(conn: sqlite3.Connection) -> list[SigningRequest]:
+            if state is None:
+                rows = conn.execute(
+                    "SELECT body FROM signing_requests ORDER BY created_at, rowid"
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM signing_requests WHERE state = ? ORDER BY created_at, rowid",
+                    (state,),
+                ).fetchall()
+            return [signing_request_from_json(json.loads(row[0])) for row in rows]
+
+        return await self._run(query)

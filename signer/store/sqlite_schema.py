@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- Signing requests (signer.codesign): the record's JSON; state and version are indexed copies.
+CREATE TABLE IF NOT EXISTS signing_requests (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signing_requests_by_state ON signing_requests (state, created_at);
 """
 COLUMNS = (
     "kid",

@@ -1,0 +1,192 @@
+"""Signing requests over HTTP, and the PEM of each published ring key.
+
+- ``POST /v1/signing-requests``: a profile's requester asks; 201 with the request and its approval
+- ``GET /v1/signing-requests[?state=]``, ``GET /v1/signing-requests/{id}``
+- ``POST /v1/signing-requests/{id}/approve|deny``: shorthands for the approvals engine's votes
+- ``GET /v1/rings/{ring}/keys/{kid}.pem``: public; the SubjectPublicKeyInfo PEM of a key that is
+  in the ring's JWKS, for ``cosign verify-blob --key`` and other PEM-only verifiers
+
+A principal sees a request it made, one of a profile it may request or approve on, one its
+approver group may vote on, or any with ``audit:read``; others get 404, as for an unknown id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
+from jwks.jwk import Jwk, public_key_from_jwk
+from jwks.lifecycle import published
+from signer.approvals.rules import ApprovalJson, ApprovalRequest, Decision
+from signer.approvals.rules import to_json as approval_json
+from signer.auth import Principal
+from signer.bodies import read_json
+from signer.codesign.records import (
+    OutputsJson,
+    RequestState,
+    SigningRequest,
+    SubjectJson,
+    UnknownSigningRequest,
+    subjects_json,
+)
+from signer.codesign.requests import check_requester, parse_request
+from signer.context import CODESIGN, SERVICE, SETTINGS, json_response, principal_of
+from signer.errors import InvalidField, MalformedJson, UnknownField, UnknownKey
+
+PEM_CONTENT_TYPE = "application/x-pem-file"
+_STATES = frozenset(state.value for state in RequestState)
+
+
+class SigningRequestView(TypedDict):
+    """A signing request as the API shows it."""
+
+    id: str
+    state: str
+    profile: str
+    kind: str
+    subjects: list[SubjectJson]
+    predicate_type: str | None
+    predicate: dict[str, Any] | None
+    reason: str
+    change_id: str | None
+    requester: str
+    created_at: int
+    signed_at: int | None
+    kid: str | None
+    key_url: str | None  # the signing key's PEM (a path on this signer), once signed
+    approval_id: str
+    approval: ApprovalJson | None
+    outputs: OutputsJson
+
+
+def request_view(record: SigningRequest, approval: ApprovalRequest | None) -> SigningRequestView:
+    """The API shape of a request; ``outputs`` is ``{}`` until it is signed."""
+    return {
+        "id": record.id,
+        "state": record.state.value,
+        "profile": record.profile,
+        "kind": record.kind.value,
+        "subjects": subjects_json(record.subjects),
+        "predicate_type": record.predicate_type,
+        "predicate": None if record.predicate is None else dict(record.predicate),
+        "reason": record.reason,
+        "change_id": record.change_id,
+        "requester": record.requester,
+        "created_at": record.created_at,
+        "signed_at": record.signed_at,
+        "kid": record.kid,
+        "key_url": None
+        if record.ring is None or record.kid is None
+        else f"/v1/rings/{record.ring}/keys/{record.kid}.pem",
+        "approval_id": approval.id if approval is not None else record.approval_id,
+        "approval": None if approval is None else approval_json(approval),
+        "outputs": record.outputs,
+    }
+
+
+def _visible(
+    principal: Principal, record: SigningRequest, approval: ApprovalRequest | None
+) -> bool:
+    return (
+        principal.name == record.requester
+        or principal.allows(f"sign:request:{record.profile}")
+        or principal.allows(f"sign:approve:{record.profile}")
+        or principal.allows("audit:read")
+        or (approval is not None and principal.name in approval.policy.members)
+    )
+
+
+async def create_request(request: web.Request) -> web.Response:
+    """POST /v1/signing-requests."""
+    principal = principal_of(request)
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    codesign = request.app[CODESIGN]
+    if isinstance(body, dict) and isinstance(body.get("profile"), str):
+        # Who may ask is decided before the body's content: an outsider learns nothing more.
+        check_requester(principal, codesign.profile(body["profile"]))
+    record, approval = await codesign.create(principal, parse_request(body))
+    return json_response(request_view(record, approval), status=201)
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    """GET /v1/signing-requests?state=pending."""
+    principal = principal_of(request)
+    state = request.query.get("state")
+    if state is not None and state not in _STATES:
+        raise InvalidField(f"'state' must be one of {', '.join(sorted(_STATES))}", field="state")
+    found = await request.app[CODESIGN].list(state=state)
+    return json_response(
+        {
+            "signing_requests": [
+                request_view(record, approval)
+                for record, approval in found
+                if _visible(principal, record, approval)
+            ]
+        }
+    )
+
+
+async def get_request(request: web.Request) -> web.Response:
+    """GET /v1/signing-requests/{id}."""
+    principal = principal_of(request)
+    record, approval = await request.app[CODESIGN].get(request.match_info["id"])
+    if not _visible(principal, record, approval):
+        raise UnknownSigningRequest(f"no signing request {record.id!r}")
+    return json_response(request_view(record, approval))
+
+
+async def _vote(request: web.Request, decision: Decision) -> web.Response:
+    principal = principal_of(request)
+    comment = ""
+    if request.body_exists:
+        body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+        if not isinstance(body, dict):
+            raise MalformedJson("the request body must be a JSON object")
+        unknown = sorted(set(body) - {"comment"})
+        if unknown:
+            raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
+        comment = body.get("comment", "")
+        if not isinstance(comment, str):
+            raise InvalidField("'comment' must be a string", field="comment")
+    codesign = request.app[CODESIGN]
+    record, approval = await codesign.vote(request.match_info["id"], principal, decision, comment)
+    return json_response(request_view(record, approval))
+
+
+async def approve(request: web.Request) -> web.Response:
+    """POST /v1/signing-requests/{id}/approve: the approvals engine's approve."""
+    return await _vote(request, Decision.APPROVE)
+
+
+async def deny(request: web.Request) -> web.Response:
+    """POST /v1/signing-requests/{id}/deny (a comment is required)."""
+    return await _vote(request, Decision.DENY)
+
+
+async def key_pem(request: web.Request) -> web.Response:
+    """GET /v1/rings/{ring}/keys/{kid}.pem: a published key of the ring, as SPKI PEM."""
+    view = request.app[SERVICE].view(request.match_info["ring"])
+    kid = request.match_info["kid"]
+    record = next((r for r in published(view.records) if r.kid == kid), None)
+    if record is None:
+        raise UnknownKey(f"ring {view.policy.name!r} publishes no key {kid!r}")
+    key = public_key_from_jwk(Jwk(**record.jwk))  # type: ignore[typeddict-item]
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # A kid is the key's thumbprint, so these bytes never change; the key may leave the JWKS,
+    # so caches keep it no longer than they keep the JWKS.
+    headers = {"Cache-Control": f"public, max-age={view.policy.jwks_max_age}"}
+    return web.Response(body=pem, content_type=PEM_CONTENT_TYPE, headers=headers)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the signing-request and key PEM endpoints."""
+    app.router.add_post("/v1/signing-requests", create_request)
+    app.router.add_get("/v1/signing-requests", list_requests)
+    app.router.add_get("/v1/signing-requests/{id}", get_request)
+    app.router.add_post("/v1/signing-requests/{id}/approve", approve)
+    app.router.add_post("/v1/signing-requests/{id}/deny", deny)
+    app.router.add_get("/v1/rings/{ring}/keys/{kid}.pem", key_pem)
