@@ -81,10 +81,11 @@ class Setup:
     port: int
     tokens: dict[str, str]
     scheme: str = "http"
+    config_name: str = "signer.toml"  # replicas share a directory (and token) with two configs
 
     @property
     def config(self) -> Path:
-        return self.directory / "signer.toml"
+        return self.directory / self.config_name
 
     @property
     def url(self) -> str:
