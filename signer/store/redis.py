@@ -43,6 +43,9 @@ from signer.approvals.rules import ApprovalRequest
 from signer.approvals.rules import from_json as approval_from_json
 from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
+from signer.codesign.records import SigningRequest
+from signer.codesign.records import from_json as signing_request_from_json
+from signer.codesign.records import to_json as signing_request_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
 from signer.store.redis_client import (
@@ -68,6 +71,10 @@ from signer.store.redis_schema import (
 )
 
 T = TypeVar("T")
+
+# Kinds of versioned documents (key names in signer.store.redis_schema).
+APPROVAL = "approval"
+SIGNING_REQUEST = "signing_request"
 Queue = Callable[[Pipeline], None]  # queues a transaction's writes after MULTI
 
 DEFAULT_PREFIX: Final = "signer:"
@@ -336,21 +343,9 @@ class RedisStore:
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
     ) -> None:
         """Add a new approval request and its audit records atomically."""
-        key = self._names.approval(request.id)
-
-        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
-            if await pipe.exists(key):
-                raise StaleWrite(f"approval {request.id} already exists")
-            chained = await self._chain(pipe, audit)
-
-            def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=fields(_approvalfields(request)))
-                pipe.zadd(self._names.approvals, {request.id: request.created_at})
-                self._queue_audit(pipe, chained)
-
-            return None, queue
-
-        await self._transact(self._watch([key], audit, None), prepare)
+        await self._insert_document(
+            APPROVAL, request.id, request.created_at, _versioned(request), audit
+        )
 
     async def update_approval(
         self,
@@ -360,40 +355,117 @@ class RedisStore:
         audit: Sequence[AuditEntry] = (),
     ) -> None:
         """Replace a request still at ``expected_version`` (else ``StaleWrite``), with audit."""
-        key = self._names.approval(request.id)
+        await self._update_document(
+            APPROVAL, request.id, expected_version, _versioned(request), audit
+        )
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """One approval request, if it exists."""
+        body = await self._get_document(APPROVAL, approval_id)
+        return None if body is None else approval_from_json(json.loads(body))
+
+    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Approval requests (in ``state``), oldest first."""
+        return [approval_from_json(json.loads(b)) for b in await self._documents(APPROVAL, state)]
+
+    async def insert_signing_request(
+        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a signing request and its audit records atomically; ``StaleWrite`` if it exists."""
+        await self._insert_document(
+            SIGNING_REQUEST, record.id, record.created_at, _versioned(record), audit
+        )
+
+    async def update_signing_request(
+        self,
+        record: SigningRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a signing request still at ``expected_version`` (else ``StaleWrite``)."""
+        await self._update_document(
+            SIGNING_REQUEST, record.id, expected_version, _versioned(record), audit
+        )
+
+    async def get_signing_request(self, request_id: str) -> SigningRequest | None:
+        """One signing request, if it exists."""
+        body = await self._get_document(SIGNING_REQUEST, request_id)
+        return None if body is None else signing_request_from_json(json.loads(body))
+
+    async def signing_requests(self, *, state: str | None = None) -> list[SigningRequest]:
+        """Signing requests (in ``state``), oldest first."""
+        bodies = await self._documents(SIGNING_REQUEST, state)
+        return [signing_request_from_json(json.loads(body)) for body in bodies]
+
+    # Approvals and signing requests are versioned documents: a hash (state, version, body)
+    # per id and a sorted set of ids by creation time; every write is a compare-and-set.
+
+    async def _insert_document(
+        self,
+        kind: str,
+        doc_id: str,
+        created_at: int,
+        values: dict[str, str],
+        audit: Sequence[AuditEntry],
+    ) -> None:
+        key = self._names.document(kind, doc_id)
 
         async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
-            version = await pipe.hget(key, "version")
-            if version is None or int(version) != expected_version:
-                raise StaleWrite(f"approval {request.id} changed concurrently")
+            if await pipe.exists(key):
+                raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} already exists")
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=fields(_approvalfields(request)))
+                pipe.hset(key, mapping=fields(values))
+                pipe.zadd(self._names.documents(kind), {doc_id: created_at})
                 self._queue_audit(pipe, chained)
 
             return None, queue
 
         await self._transact(self._watch([key], audit, None), prepare)
 
-    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
-        """One approval request, if it exists."""
-        async with self._session():
-            body = await self._client.hget(self._names.approval(approval_id), "body")
-        return None if body is None else approval_from_json(json.loads(body))
+    async def _update_document(
+        self,
+        kind: str,
+        doc_id: str,
+        expected_version: int,
+        values: dict[str, str],
+        audit: Sequence[AuditEntry],
+    ) -> None:
+        key = self._names.document(kind, doc_id)
 
-    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
-        """Approval requests (in ``state``), oldest first."""
+        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
+            version = await pipe.hget(key, "version")
+            if version is None or int(version) != expected_version:
+                raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} changed concurrently")
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.hset(key, mapping=fields(values))
+                self._queue_audit(pipe, chained)
+
+            return None, queue
+
+        await self._transact(self._watch([key], audit, None), prepare)
+
+    async def _get_document(self, kind: str, doc_id: str) -> str | None:
         async with self._session():
-            ids = texts(await self._client.zrange(self._names.approvals, 0, -1))
+            body = await self._client.hget(self._names.document(kind, doc_id), "body")
+        return None if body is None else str(body)
+
+    async def _documents(self, kind: str, state: str | None) -> list[str]:
+        """The bodies of ``kind``'s documents (in ``state``), oldest first."""
+        async with self._session():
+            ids = texts(await self._client.zrange(self._names.documents(kind), 0, -1))
             if not ids:
                 return []
             async with self._client.pipeline(transaction=True) as pipe:
-                for approval_id in ids:
-                    pipe.hmget(self._names.approval(approval_id), ["state", "body"])
+                for doc_id in ids:
+                    pipe.hmget(self._names.document(kind, doc_id), ["state", "body"])
                 rows = await pipe.execute()
         return [
-            approval_from_json(json.loads(body))
+            str(body)
             for found, body in rows
             if body is not None and (state is None or found == state)
         ]
@@ -463,9 +535,14 @@ def _keep_watermark(new: KeyRecord, current: KeyRecord) -> KeyRecord:
     return replace(new, exp_watermark=max(marks))
 
 
-def _approvalfields(request: ApprovalRequest) -> dict[str, str]:
+def _versioned(document: ApprovalRequest | SigningRequest) -> dict[str, str]:
+    body = (
+        approval_json(document)
+        if isinstance(document, ApprovalRequest)
+        else signing_request_json(document)
+    )
     return {
-        "state": request.state.value,
-        "version": str(request.version),
-        "body": json.dumps(approval_json(request)),
+        "state": document.state.value,
+        "version": str(document.version),
+        "body": json.dumps(body),
     }

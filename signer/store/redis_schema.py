@@ -12,6 +12,8 @@ Every name starts with the deployment's prefix (default ``signer:``)::
     audit:last         hash   action -> seq of its newest record (``audit_last(action=…)``)
     approval:<id>      hash   ``state``, ``version``, ``body`` (the request's JSON)
     approvals          zset   approval ids scored by ``created_at``
+    signing_request:<id>  hash  the same for a signing request (signer.codesign)
+    signing_requests   zset   signing request ids scored by ``created_at``
     meta               hash   small named values
     lease:<name>       string ``<epoch>:<owner>``, expiring (PX) when the lease does
     lease:<name>:last  hash   ``epoch`` and ``owner`` of the latest grant (outlives the lease)
@@ -117,14 +119,13 @@ class Names:
         """The newest seq of each action."""
         return f"{self.prefix}audit:last"
 
-    def approval(self, approval_id: str) -> str:
-        """One approval request."""
-        return f"{self.prefix}approval:{approval_id}"
+    def document(self, kind: str, doc_id: str) -> str:
+        """One versioned document (an approval or a signing request)."""
+        return f"{self.prefix}{kind}:{doc_id}"
 
-    @property
-    def approvals(self) -> str:
-        """Approval ids by creation time."""
-        return f"{self.prefix}approvals"
+    def documents(self, kind: str) -> str:
+        """The ids of ``kind``'s documents by creation time."""
+        return f"{self.prefix}{kind}s"
 
     @property
     def meta(self) -> str:
