@@ -27,7 +27,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _answers_ping(port: int) -> bool:
+def answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
             conn.sendall(b"PING\r\n")
@@ -44,6 +44,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     owns_directory: bool = False  # a temporary directory, removed with the server at exit
+    extra_args: tuple[str, ...] = ()  # e.g. ("--replicaof", "127.0.0.1", "6379")
 
     @property
     def url(self) -> str:
@@ -62,12 +63,13 @@ class RedisServer:
             "--appendfsync", "always",
             "--maxmemory-policy", "noeviction",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         if self not in _running:
             _running.append(self)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers_ping(self.port):
+        while not answers_ping(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 log = (self.directory / "redis.log").read_text(errors="replace")
