@@ -49,6 +49,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (1)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the signer's [server] workers (1; the targets are for one; the baseline stays one)",
+    )
+    parser.add_argument(
         "--scenarios", default=",".join(scenarios.NAMES), help="comma-separated subset (all)"
     )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
@@ -71,7 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     if args.profile is not None and args.profile not in names:
         parser.error(f"--profile {args.profile}: that scenario is not selected")
-    if args.duration < 1 or args.connections < 1 or args.wrk_threads < 1:
+    if min(args.duration, args.connections, args.wrk_threads, args.workers) < 1:
         parser.error("--duration, --connections and --wrk-threads must be at least 1")
     args.selected = [name for name in scenarios.NAMES if name in names]
     return args
@@ -168,7 +174,7 @@ def measure_http(args: argparse.Namespace, loader: Loader, workdir: Path) -> lis
     """Start the signer and the baseline, and run each selected HTTP scenario."""
     progress("signer init + serve (one ring per algorithm)")
     try:
-        setup = servers.init_signer(workdir / "signer")
+        setup = servers.init_signer(workdir / "signer", workers=args.workers)
         signer = servers.start_signer(setup)
     except (RuntimeError, OSError) as exc:
         return failed_all(args, f"the signer did not start: {exc}")
@@ -258,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {
         "duration_s": args.duration,
         "connections": args.connections,
+        "signer_workers": args.workers,
         "batch_size": scenarios.BATCH_SIZE,
     }
     command = ["scripts/bench", *(argv if argv is not None else sys.argv[1:])]

@@ -228,7 +228,8 @@ def print_report(
         f"\n{obj['started_at']}  {machine['cpu_count']} cores  Python {machine['python']}"
         f"  load average at start {machine['load_average_at_start'][0]}"
         f"\nloader: {machine['loader']}; {settings['connections']} connections,"
-        f" {settings['duration_s']}s per scenario\n"
+        f" {settings['duration_s']}s per scenario;"
+        f" signer workers: {settings.get('signer_workers', 1)}\n"
     )
     print(render_table(results, markdown=markdown))
     stage_table = render_stages(results)

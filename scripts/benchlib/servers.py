@@ -129,14 +129,18 @@ class Process:
         return self.process.pid
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time the process has used so far (Linux ``/proc``; else None)."""
-        try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="ascii")
-        except OSError:
+        """User + system CPU time the process and its live children (``workers``) have used
+        so far (Linux ``/proc``; else None)."""
+        own = _cpu_and_parent(self.process.pid)
+        if own is None:
             return None
-        # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        fields = stat.rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = own[0]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != self.process.pid:
+                child = _cpu_and_parent(int(entry.name))
+                if child is not None and child[1] == self.process.pid:
+                    total += child[0]
+        return total
 
     def wait_idle(self, *, timeout_s: float = IDLE_TIMEOUT_S) -> None:
         """Wait until the process stops using CPU: requests a load tool abandoned are done.
@@ -173,6 +177,17 @@ class Process:
             self.process.wait()
 
 
+def _cpu_and_parent(pid: int) -> tuple[float, int] | None:
+    """CPU seconds (user + system) and parent pid of ``pid``, from ``/proc/<pid>/stat``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    # Fields after the parenthesised command name: ppid is field 4, utime and stime 14 and 15.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignerSetup:
     """A ``signer init`` directory with the bench principal and rings appended."""
@@ -187,8 +202,9 @@ class SignerSetup:
         return f"http://127.0.0.1:{self.port}"
 
 
-def init_signer(directory: Path) -> SignerSetup:
-    """``signer init`` into ``directory`` on a free port, then append the bench config."""
+def init_signer(directory: Path, *, workers: int = 1) -> SignerSetup:
+    """``signer init`` into ``directory`` on a free port, then append the bench config (and
+    ``[server] workers`` when more than one)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -206,8 +222,11 @@ def init_signer(directory: Path) -> SignerSetup:
     if result.returncode != 0:
         raise RuntimeError(f"signer init failed ({result.returncode}): {result.stderr.strip()}")
     token = "sgn_bench_" + secrets.token_urlsafe(24)
-    with (directory / "signer.toml").open("a", encoding="utf-8") as handle:
-        handle.write(extra_config(token))
+    config = directory / "signer.toml"
+    text = config.read_text(encoding="utf-8") + extra_config(token)
+    if workers > 1:
+        text = text.replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
+    config.write_text(text, encoding="utf-8")
     return SignerSetup(directory=directory, port=port, token=token)
 
 
