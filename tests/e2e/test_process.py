@@ -92,13 +92,14 @@ def test_keys_list_prints_the_hsm_attribute_proof(signer: SignerProcess) -> None
     # Every ring's keys, and the key that signs audit checkpoints.
     assert {row["ring"] for row in rows} == {
         "default",
+        "codesign",  # signer init's code-signing ring
         "es384",
         "rs256",
         "ps256",
         "eddsa",
         "_audit",
     }
-    assert sorted(row["state"] for row in rows) == ["active"] * 6 + ["pending"] * 5
+    assert sorted(row["state"] for row in rows) == ["active"] * 7 + ["pending"] * 6
     for row in rows:
         assert row["proof"] == "ok"
         assert row["attributes"] == {
