@@ -1,7 +1,4 @@
-"""Store conformance for signing requests: every adapter stores, lists and CAS-updates them.
-
-An adapter that does not implement the signing-request methods yet is skipped, naming itself.
-"""
+"""Store conformance for signing requests: every adapter stores, lists and CAS-updates them."""
 
 from __future__ import annotations
 
@@ -25,14 +22,6 @@ from tests.signer.codesign.conftest import make_request, signed_outputs
 from tests.signer.store.conftest import Reopen
 
 
-@pytest.fixture
-def signing_store(store: StateStore) -> StateStore:
-    """The store under test, if its adapter stores signing requests."""
-    if not hasattr(store, "insert_signing_request"):
-        pytest.skip(f"{type(store).__name__} does not store signing requests yet")
-    return store
-
-
 @pytest.fixture(scope="module")
 def key() -> ec.EllipticCurvePrivateKey:
     """Signs the outputs of the records stored here."""
@@ -54,65 +43,65 @@ def entry(action: str, n: int) -> AuditEntry:
     )
 
 
-async def test_an_inserted_request_reads_back_equal(signing_store: StateStore) -> None:
+async def test_an_inserted_request_reads_back_equal(store: StateStore) -> None:
     for n, kind in enumerate(Kind):
-        await signing_store.insert_signing_request(request(n, kind))
-        assert await signing_store.get_signing_request(f"sr_{n}") == request(n, kind)
-    assert await signing_store.get_signing_request("sr_missing") is None
+        await store.insert_signing_request(request(n, kind))
+        assert await store.get_signing_request(f"sr_{n}") == request(n, kind)
+    assert await store.get_signing_request("sr_missing") is None
 
 
-async def test_inserting_an_existing_id_is_a_stale_write(signing_store: StateStore) -> None:
-    await signing_store.insert_signing_request(request(1))
+async def test_inserting_an_existing_id_is_a_stale_write(store: StateStore) -> None:
+    await store.insert_signing_request(request(1))
     with pytest.raises(StaleWrite):
-        await signing_store.insert_signing_request(request(1))
+        await store.insert_signing_request(request(1))
 
 
-async def test_requests_are_listed_oldest_first_and_by_state(signing_store: StateStore) -> None:
+async def test_requests_are_listed_oldest_first_and_by_state(store: StateStore) -> None:
     for n in (3, 1, 2):
-        await signing_store.insert_signing_request(request(n))
+        await store.insert_signing_request(request(n))
     denied = settle(request(2), "denied")
     assert denied is not None
-    await signing_store.update_signing_request(denied, expected_version=1)
-    assert [r.id for r in await signing_store.signing_requests()] == ["sr_1", "sr_2", "sr_3"]
-    pending = await signing_store.signing_requests(state="pending")
+    await store.update_signing_request(denied, expected_version=1)
+    assert [r.id for r in await store.signing_requests()] == ["sr_1", "sr_2", "sr_3"]
+    pending = await store.signing_requests(state="pending")
     assert [r.id for r in pending] == ["sr_1", "sr_3"]
-    assert [r.id for r in await signing_store.signing_requests(state="denied")] == ["sr_2"]
+    assert [r.id for r in await store.signing_requests(state="denied")] == ["sr_2"]
 
 
 async def test_an_update_is_a_compare_and_set_on_version(
-    signing_store: StateStore, key: ec.EllipticCurvePrivateKey
+    store: StateStore, key: ec.EllipticCurvePrivateKey
 ) -> None:
     original = request(1, Kind.CONTAINER)
-    await signing_store.insert_signing_request(original)
+    await store.insert_signing_request(original)
     signed = with_outputs(original, signed_outputs(key, original), ring="codesign", kid="k", now=9)
-    await signing_store.update_signing_request(signed, expected_version=1)
-    assert await signing_store.get_signing_request("sr_1") == signed
+    await store.update_signing_request(signed, expected_version=1)
+    assert await store.get_signing_request("sr_1") == signed
     denied = settle(original, "denied")
     assert denied is not None
     with pytest.raises(StaleWrite):
-        await signing_store.update_signing_request(denied, expected_version=1)
-    stored = await signing_store.get_signing_request("sr_1")
+        await store.update_signing_request(denied, expected_version=1)
+    stored = await store.get_signing_request("sr_1")
     assert stored is not None
     assert stored.state is RequestState.SIGNED
     assert stored.outputs == signed.outputs
 
 
-async def test_updating_a_missing_request_is_a_stale_write(signing_store: StateStore) -> None:
+async def test_updating_a_missing_request_is_a_stale_write(store: StateStore) -> None:
     with pytest.raises(StaleWrite):
-        await signing_store.update_signing_request(request(1), expected_version=1)
+        await store.update_signing_request(request(1), expected_version=1)
 
 
 async def test_two_racing_updates_from_one_version_land_once(
-    signing_store: StateStore, reopen: Reopen, key: ec.EllipticCurvePrivateKey
+    store: StateStore, reopen: Reopen, key: ec.EllipticCurvePrivateKey
 ) -> None:
     other = await reopen()
     original = request(1)
-    await signing_store.insert_signing_request(original)
+    await store.insert_signing_request(original)
     signed = with_outputs(original, signed_outputs(key, original), ring="cs", kid="k", now=9)
     denied = settle(original, "expired")
     assert denied is not None
     results = await asyncio.gather(
-        signing_store.update_signing_request(signed, expected_version=1),
+        store.update_signing_request(signed, expected_version=1),
         other.update_signing_request(denied, expected_version=1),
         return_exceptions=True,
     )
@@ -121,16 +110,14 @@ async def test_two_racing_updates_from_one_version_land_once(
 
 
 async def test_audit_records_commit_with_the_write_or_not_at_all(
-    signing_store: StateStore,
+    store: StateStore,
 ) -> None:
-    await signing_store.insert_signing_request(request(1), audit=[entry("signing.request", 1)])
+    await store.insert_signing_request(request(1), audit=[entry("signing.request", 1)])
     bumped = dataclasses.replace(request(1), approval_id="apr_1", version=2)
-    await signing_store.update_signing_request(
-        bumped, expected_version=1, audit=[entry("signing.link", 1)]
-    )
+    await store.update_signing_request(bumped, expected_version=1, audit=[entry("signing.link", 1)])
     with pytest.raises(StaleWrite):
-        await signing_store.update_signing_request(
+        await store.update_signing_request(
             bumped, expected_version=1, audit=[entry("signing.sign", 1)]
         )
-    actions = [r.action for r in await signing_store.audit_records()]
+    actions = [r.action for r in await store.audit_records()]
     assert actions == ["signing.request", "signing.link"]
