@@ -80,10 +80,17 @@ def verify_digest_signature(
         raise VerificationError(
             f"a {algorithm.name} digest is {algorithm.digest_size} bytes, not {len(digest)}"
         )
+    # Each key verifies with one hash only (the curve's, or SHA-256 for RSA): otherwise ECDSA's
+    # truncation would let a P-256 key "verify" a SHA-384 digest that merely starts with the
+    # right 32 bytes, and the digest a bundle names would be malleable.
+    expected = _curve_hash(key) if isinstance(key, ec.EllipticCurvePublicKey) else hashes.SHA256()
+    if algorithm.name != expected.name and not isinstance(key, ed25519.Ed25519PublicKey):
+        raise VerificationError(
+            f"this key verifies {expected.name.upper()} digests, not {algorithm.name.upper()}"
+        )
     prehashed = Prehashed(algorithm)
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            _curve_hash(key)
             key.verify(signature, digest, ec.ECDSA(prehashed))
         elif isinstance(key, RsaPssPublicKey):
             _check_rsa(key.key).verify(signature, digest, _pss(algorithm), prehashed)

@@ -37,10 +37,14 @@ def message_signer(key: PrivateKey, *, pss: bool = False) -> Sign:
 
 
 def digest_signer(
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *, pss: bool = False
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    *,
+    pss: bool = False,
+    algorithm: hashes.HashAlgorithm | None = None,
 ) -> Sign:
-    """Return ``sign(sha256_digest)`` that signs prehashed, as message-signature bundles need."""
-    prehashed = Prehashed(hashes.SHA256())
+    """Return ``sign(digest)`` that signs prehashed, as message-signature bundles need
+    (``algorithm``'s digest; SHA-256 unless given)."""
+    prehashed = Prehashed(algorithm or hashes.SHA256())
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return lambda digest: key.sign(digest, ec.ECDSA(prehashed))
     pad: padding.AsymmetricPadding = _PSS if pss else padding.PKCS1v15()

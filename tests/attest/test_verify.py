@@ -9,7 +9,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from attest.bundle import Bundle, MessageSignature, sign_dsse_bundle, sign_message_bundle
+from attest.bundle import (
+    Bundle,
+    HashAlgorithm,
+    MessageSignature,
+    sign_dsse_bundle,
+    sign_message_bundle,
+)
 from attest.dsse import Envelope, Signature, sign_envelope
 from attest.errors import AttestError, VerificationError
 from attest.intoto import PAYLOAD_TYPE, Statement, Subject, dumps_statement
@@ -71,7 +77,61 @@ def test_dsse_bundle_verifies_with_each_key_scheme(scheme_key: tuple[PrivateKey,
     assert verified.message_digest is None
 
 
-@pytest.mark.parametrize("scheme_key", ["p256", "p384", "rsa-pkcs1", "rsa-pss"], indirect=True)
+def test_p384_message_bundle_verifies_with_a_sha384_digest(
+    p384: ec.EllipticCurvePrivateKey,
+) -> None:
+    digest = hashlib.sha384(_ARTIFACT).digest()
+    bundle = sign_message_bundle(
+        digest,
+        hint="k",
+        sign=digest_signer(p384, algorithm=hashes.SHA384()),
+        algorithm=HashAlgorithm.SHA2_384,
+    )
+
+    verified = verify_bundle(bundle, trusted_keys={"k": p384.public_key()}, artifact_digest=digest)
+
+    assert verified.message_digest == digest
+
+
+@pytest.mark.parametrize(
+    ("key_name", "algorithm", "hash_"),
+    [
+        ("p256", HashAlgorithm.SHA2_384, hashes.SHA384()),
+        ("p384", HashAlgorithm.SHA2_256, hashes.SHA256()),
+        ("rsa2048", HashAlgorithm.SHA2_384, hashes.SHA384()),
+    ],
+)
+def test_a_digest_of_another_hash_than_the_keys_is_refused(
+    request: pytest.FixtureRequest,
+    key_name: str,
+    algorithm: HashAlgorithm,
+    hash_: hashes.HashAlgorithm,
+) -> None:
+    """ECDSA truncates a longer digest: without this binding a P-256 signature over a SHA-256
+    digest would also 'verify' a forged SHA-384 digest that starts with the same 32 bytes."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = request.getfixturevalue(key_name)
+    real = hashlib.new(hash_.name, _ARTIFACT).digest()
+    signed = digest_signer(key, algorithm=hash_)(real)
+    forged = Bundle(
+        hint="k",
+        content=MessageSignature(algorithm=algorithm, digest=real, signature=signed),
+    )
+
+    with pytest.raises(VerificationError, match="this key verifies"):
+        verify_bundle(forged, trusted_keys={"k": key.public_key()}, artifact_digest=real)
+
+
+def test_a_p256_signature_does_not_verify_a_sha384_digest_extending_its_digest(
+    p256: ec.EllipticCurvePrivateKey,
+) -> None:
+    signature = digest_signer(p256)(_DIGEST)
+    extended = _DIGEST + b"\x00" * 16  # 48 bytes whose first 32 are the signed digest
+
+    with pytest.raises(VerificationError, match="this key verifies SHA256 digests, not SHA384"):
+        verify_digest_signature(p256.public_key(), extended, hashes.SHA384(), signature)
+
+
+@pytest.mark.parametrize("scheme_key", ["p256", "rsa-pkcs1", "rsa-pss"], indirect=True)
 def test_message_bundle_verifies_with_each_digest_capable_scheme(
     scheme_key: tuple[PrivateKey, bool],
 ) -> None:
