@@ -10,6 +10,7 @@
     │   └── ReservedClaim (400 reserved_claim)
     ├── Unauthenticated (401 unauthenticated)
     ├── Forbidden (403 forbidden)
+    │   └── ArtifactRing (403 artifact_ring)
     ├── NotFound (404 not_found)
     │   ├── UnknownRing (404 unknown_ring)
     │   └── UnknownKey (404 unknown_key)
@@ -98,6 +99,13 @@ class Forbidden(SignerError):
     code = "forbidden"
     status = 403
     title = "Forbidden"
+
+
+class ArtifactRing(Forbidden):
+    """A ring that signs artifacts was asked for a JWT (one key, one purpose)."""
+
+    code = "artifact_ring"
+    title = "Ring signs artifacts only"
 
 
 class NotFound(SignerError):

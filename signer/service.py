@@ -21,7 +21,7 @@ from jwks.jws import compact, encode_claims, signing_input
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId, thumbprint
 from signer.audit.writer import AuditWriter
-from signer.errors import KeyNotActive, KeyProofFailed, UnknownRing
+from signer.errors import ArtifactRing, KeyNotActive, KeyProofFailed, UnknownRing
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.rings import RingView, SigningKey, ref_of
 from signer.settings import RingPolicy, Settings
@@ -115,6 +115,8 @@ class SignerService:
         self.clock = clock
         self.audit = audit
         self._policies: dict[str, RingPolicy] = {r.name: r for r in settings.rings}
+        # settings._check_artifact_rings: these rings' keys never sign a JWT.
+        self._artifact_rings = frozenset(profile.ring for profile in settings.profiles)
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)
         self._revoked: set[KeyId] = set()
@@ -204,6 +206,8 @@ class SignerService:
         caught after signing; either way the request waits for the new view and signs again,
         so no token signed after a revocation carries the revoked kid.
         """
+        if ring in self._artifact_rings:
+            raise ArtifactRing(f"ring {ring!r} signs artifacts, not JWTs")
         for _ in range(SIGN_ATTEMPTS):
             view = self.view(ring)
             key = view.signing

@@ -504,6 +504,31 @@ def _cross_check(settings: Settings) -> None:
                 raise ConfigError(f"groups[{i}].members: no principal named {member!r}")
     _check_ring_approvals(settings)
     _check_profiles(settings, principal_names)
+    _check_artifact_rings(settings)
+
+
+def _check_artifact_rings(settings: Settings) -> None:
+    """A ring that signs artifacts never signs JWTs nor backs the well-known JWKS.
+
+    One key, one purpose: a blob signature is ECDSA over a digest the requester chose, so if the
+    same key also signed JWTs (or were trusted by relying parties for them), an approved "blob"
+    whose digest is that of a JWS signing input would be a valid token. ``jwt:sign:*`` grants
+    therefore cover JWT rings only, and explicit grants of an artifact ring are refused here.
+    """
+    artifact_rings = {profile.ring for profile in settings.profiles}
+    if settings.server.default_ring in artifact_rings:
+        raise ConfigError(
+            f"server.default_ring: ring {settings.server.default_ring!r} signs artifacts "
+            "(a profile uses it); the well-known JWKS must be a JWT ring's"
+        )
+    for i, principal in enumerate(settings.principals):
+        for permission in principal.permissions:
+            ring = permission.removeprefix("jwt:sign:")
+            if permission.startswith("jwt:sign:") and ring in artifact_rings:
+                raise ConfigError(
+                    f"principals[{i}].permissions: {permission!r} grants JWT signing with ring "
+                    f"{ring!r}, which signs artifacts (a profile uses it)"
+                )
 
 
 def _check_ring_approvals(settings: Settings) -> None:

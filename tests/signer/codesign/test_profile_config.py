@@ -20,6 +20,13 @@ pin_env = "PIN"
 url = "sqlite://state.db"
 
 [[rings]]
+name = "default"
+alg = "ES256"
+rotation_period = "30d"
+prepublish = "2d"
+token_max_ttl = "1h"
+
+[[rings]]
 name = "codesign"
 alg = "{alg}"
 rotation_period = "90d"
