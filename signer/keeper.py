@@ -209,12 +209,22 @@ class Keeper:
         """
         if not self.leader:
             return
+        epoch = self._lease.epoch
         for policy in self._service.settings.rings:
             async with self._locks[policy.name]:
+                # Token first, then the store, then the lease again: a key listed here existed
+                # before the store read, so if it is in the store it is seen; and if the lease
+                # still holds the same epoch, no other leader made a key in between (the epoch
+                # rises whenever the lease changes hands). A leader paused past its lease finds
+                # a new epoch here and destroys nothing.
+                refs = await self._backend.list_refs(f"signer/{policy.name}/")
                 records = await self._store.keys(policy.name)
+                if not await self._lease.renew() or self._lease.epoch != epoch:
+                    log.warning("sweep stopped: lifecycle leadership changed while sweeping")
+                    return
                 held = {r.key_id for r in records if r.state in HELD_STATES}
-                held |= self._maker.in_flight(policy.name, self._lease.epoch)
-                for ref in await self._backend.list_refs(f"signer/{policy.name}/"):
+                held |= self._maker.in_flight(policy.name, epoch)
+                for ref in refs:
                     if ref.key_id in held:
                         continue
                     log.warning(

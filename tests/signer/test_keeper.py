@@ -423,6 +423,33 @@ async def test_a_fenced_out_former_leader_cannot_write(
         await close_rigs(old, new)
 
 
+async def test_a_paused_former_leaders_sweep_spares_the_new_leaders_key(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    """The new leader has made a key on the token and not yet recorded it; the old leader,
+    waking from a pause and still believing it leads, sweeps: that key must survive."""
+    path = tmp_path / "state.db"
+    stores = [SqliteStore(path), SqliteStore(path)]
+    old, new = await replica_pair(tmp_path, backend, stores, "w" + new_key_id()[:12])
+    try:
+        old.clock.now += LEASE_TTL + 1  # the old leader is paused: its lease runs out
+        await new.keeper.start()
+        assert new.keeper.leader
+        key_id = new_key_id()  # the new leader's generation, its insert still in flight
+        in_flight = await backend.generate(
+            new.settings.rings[0].alg, key_id, f"signer/{new.ring}/{key_id}"
+        )
+        assert old.keeper.leader  # it has not noticed yet
+
+        await old.keeper.sweep()
+
+        on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{new.ring}/")}
+        assert in_flight.key_id in on_token
+        assert not old.keeper.leader
+    finally:
+        await close_rigs(old, new)
+
+
 class FailsNextInsert(SqliteStore):
     """A store whose next ``insert_key`` fails: before committing, or after (answer lost)."""
 
