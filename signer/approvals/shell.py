@@ -7,6 +7,11 @@ winner saw ``reached_quorum`` and runs the operation, then marks the request ``e
 compare-and-set). A crash between the two leaves the request ``approved``; ``resume`` runs it at
 the next start. Operations are idempotent against their own effect (a destroyed key cannot be
 destroyed twice), so a resumed run is safe.
+
+A run that fails is audited (``approval.execute``, outcome ``failure``) and leaves the request
+``approved``; an operation raising anything but a ``SignerError`` (a bug) is logged with its
+traceback and reported as ``OperationFailed`` (500). ``resume`` logs a failure and goes on, so
+one bad request never keeps the signer from starting.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ DEFAULT_TTL = 24 * 3600
 CAS_ATTEMPTS = 5
 
 Operation = Callable[[ApprovalRequest], Awaitable[Mapping[str, Any]]]
+
+
+class OperationFailed(SignerError):
+    """An approved operation raised something other than a ``SignerError`` (a bug; logged)."""
+
+    code = "operation_failed"
+    title = "Approved operation failed"
 
 
 class Approvals:
@@ -173,24 +185,35 @@ class Approvals:
                 continue  # another vote landed first: read it and decide again
             self._audit.notify()
             if result.reached_quorum:
-                return await self._execute(result.request)
+                return await self.execute(result.request)
             return result.request
         raise Conflict(f"approval {approval_id} is changing too fast; try again")
 
-    async def _execute(self, request: ApprovalRequest) -> ApprovalRequest:
+    async def execute(self, request: ApprovalRequest) -> ApprovalRequest:
+        """Run the operation of an ``approved`` request and mark it executed.
+
+        Also for a request whose run at quorum failed (an HSM outage, a lost compare-and-set):
+        operations are idempotent, so a second run is safe. Raises ``SignerError`` only.
+        """
         run = self._operations[request.operation]
         try:
             outcome = await run(request)
         except SignerError as exc:
             log.warning("approved %s on %s failed: %s", request.operation, request.target, exc)
-            await self._audit.record(
-                actor="system",
-                action="approval.execute",
-                target=f"approval/{request.id}",
-                outcome="failure",
-                details={"operation": request.operation, "code": exc.code},
-            )
+            await self._audit_failure(request, {"code": exc.code})
             raise
+        except Exception as exc:
+            # A bug or an unexpected library error: the traceback goes to the log, the caller
+            # gets a SignerError (a 500 without internals), and the failure is audited like any
+            # other, so nothing above has to know about foreign exceptions (STYLE 10, 11).
+            log.exception("approved %s on %s raised", request.operation, request.target)
+            await self._audit_failure(
+                request, {"code": OperationFailed.code, "error": type(exc).__name__}
+            )
+            raise OperationFailed(
+                f"approved {request.operation} on {request.target} failed with an internal "
+                f"error; approval {request.id} stays approved and is retried"
+            ) from exc
         executed = rules.mark_executed(request, self._now())
         entry = self._audit.make(
             actor="system",
@@ -198,14 +221,37 @@ class Approvals:
             target=f"approval/{request.id}",
             details={"operation": request.operation, "target": request.target, **outcome},
         )
-        await self._store.update_approval(executed, expected_version=request.version, audit=[entry])
+        try:
+            await self._store.update_approval(
+                executed, expected_version=request.version, audit=[entry]
+            )
+        except StaleWrite:
+            # Another run (a resumed one, a retry on read) marked it first; ours was idempotent.
+            fresh = await self._store.get_approval(request.id)
+            if fresh is not None and fresh.state is ApprovalState.EXECUTED:
+                return fresh
+            raise
         self._audit.notify()
         return executed
 
+    async def _audit_failure(self, request: ApprovalRequest, details: Mapping[str, str]) -> None:
+        await self._audit.record(
+            actor="system",
+            action="approval.execute",
+            target=f"approval/{request.id}",
+            outcome="failure",
+            details={"operation": request.operation, **details},
+        )
+
     async def resume(self) -> None:
-        """Run operations whose approval reached quorum but whose run a crash interrupted."""
+        """Run operations whose approval reached quorum but whose run a crash interrupted.
+
+        One failing request never blocks start-up: every error is logged and the next is tried.
+        """
         for request in await self._store.approvals(state=ApprovalState.APPROVED.value):
             try:
-                await self._execute(request)
+                await self.execute(request)
             except SignerError as exc:
                 log.warning("resuming approval %s failed: %s", request.id, exc.code)
+            except Exception:
+                log.exception("resuming approval %s failed", request.id)

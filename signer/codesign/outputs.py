@@ -74,11 +74,17 @@ def approval_predicate(request: SigningRequest, approval: ApprovalRequest) -> Ap
     if approval.decided_at is None:
         raise SignerError(f"approval {approval.id} has not been decided")
     eligible = approval.policy.members - {approval.requester}
-    approvals = tuple(
-        Approval(approver=vote.approver, time=_time(vote.at))
+    votes = [
+        vote
         for vote in approval.votes
         if vote.decision is Decision.APPROVE and vote.approver in eligible
-    )
+    ]
+    # The predicate requires created <= every vote <= decided, but these times come from
+    # separate clock reads, possibly on different replicas or across an NTP step back. Widen
+    # the interval to hold every vote rather than refuse an approved request over clock skew.
+    times = [vote.at for vote in votes]
+    created = min([request.created_at, *times])
+    decided = max([approval.decided_at, *times])
     return ApprovalPredicate(
         request=SigningRequestRecord(
             id=request.id,
@@ -86,14 +92,14 @@ def approval_predicate(request: SigningRequest, approval: ApprovalRequest) -> Ap
             kind=request.kind.value,
             reason=request.reason,
             change_id=request.change_id,
-            created=_time(request.created_at),
+            created=_time(created),
         ),
         requester=request.requester,
         policy=ApprovalPolicy(
             required=approval.policy.required, group=approval.policy.group, eligible=len(eligible)
         ),
-        approvals=approvals,
-        decided=_time(approval.decided_at),
+        approvals=tuple(Approval(approver=v.approver, time=_time(v.at)) for v in votes),
+        decided=_time(decided),
     )
 
 

@@ -20,8 +20,9 @@ from signer.approvals.rules import (
     NotAnApprover,
     SelfApproval,
 )
-from signer.approvals.shell import Approvals
+from signer.approvals.shell import Approvals, OperationFailed
 from signer.audit.writer import AuditWriter
+from signer.errors import SignerError
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock
 
@@ -190,3 +191,57 @@ async def test_resume_runs_an_approved_request_a_crash_left_behind(
     await b.approvals.resume()
     assert b.runs == [request.id]
     assert (await b.approvals.get(request.id)).state is ApprovalState.EXECUTED
+
+
+async def test_an_operation_raising_a_foreign_error_fails_as_a_signer_error(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """A bug in an operation is audited as a failure and reaches the caller as a SignerError."""
+    a, _, _ = nodes
+    request = await open_request(a)
+
+    async def broken(_: ApprovalRequest) -> Mapping[str, Any]:
+        raise ValueError("a bug, not a refusal")
+
+    a.approvals.register("test.op", broken)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    with pytest.raises(OperationFailed) as raised:
+        await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+    assert isinstance(raised.value, SignerError)
+    assert "a bug" not in raised.value.detail  # no internals reach the client
+    assert (await a.approvals.get(request.id)).state is ApprovalState.APPROVED
+    failure = [r for r in await a.store.audit_records() if r.action == "approval.execute"]
+    assert [(r.outcome, r.details["code"], r.details["error"]) for r in failure] == [
+        ("failure", "operation_failed", "ValueError")
+    ]
+
+
+async def test_resume_goes_on_past_a_request_whose_operation_keeps_failing(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """One bad approved request never blocks start-up: the others still run."""
+    a, b, _ = nodes
+    bad, good = await open_request(a), await open_request(a)
+
+    async def crash(_: ApprovalRequest) -> Mapping[str, Any]:
+        raise asyncio.CancelledError  # the process died mid-operation
+
+    a.approvals.register("test.op", crash)
+    for request in (bad, good):
+        await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+        with pytest.raises(asyncio.CancelledError):
+            await a.approvals.vote(
+                request.id, approver="bob", decision=Decision.APPROVE, comment=""
+            )
+
+    async def fails_for_bad(request: ApprovalRequest) -> Mapping[str, Any]:
+        if request.id == bad.id:
+            raise RuntimeError("broken record")
+        b.runs.append(request.id)
+        return {"ran": True}
+
+    b.approvals.register("test.op", fails_for_bad)
+    await b.approvals.resume()
+    assert b.runs == [good.id]
+    assert (await b.approvals.get(bad.id)).state is ApprovalState.APPROVED
+    assert (await b.approvals.get(good.id)).state is ApprovalState.EXECUTED

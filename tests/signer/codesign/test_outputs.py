@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -35,6 +37,7 @@ from signer.codesign.requests import COSIGN_SIGN_V1
 from tests.signer.codesign.conftest import (
     DIGEST,
     KID,
+    T0,
     approved,
     make_request,
     sign_items,
@@ -182,3 +185,19 @@ def test_the_requester_never_counts_among_the_approvers() -> None:
     predicate = approval_predicate(request, approved(request, "bob", "cat"))
     assert predicate.policy.eligible == 2
     assert [a.approver for a in predicate.approvals] == ["bob", "cat"]
+
+
+def test_clock_skew_between_replicas_widens_the_predicate_times() -> None:
+    """A vote stamped before the request was created, or after the quorum, still signs."""
+    request = make_request(Kind.BLOB)
+    approval = approved(request, "ann", "bob")
+    early = replace(approval.votes[0], at=T0 - 5)  # ann's replica runs 5 s behind
+    late = replace(approval.votes[1], at=T0 + 9)  # bob's vote is later than decided_at
+    skewed = replace(approval, votes=(early, late), decided_at=T0 + 2)
+    predicate = approval_predicate(request, skewed)
+    assert predicate.request.created == datetime.fromtimestamp(T0 - 5, UTC)
+    assert predicate.decided == datetime.fromtimestamp(T0 + 9, UTC)
+    assert [a.time for a in predicate.approvals] == [
+        datetime.fromtimestamp(T0 - 5, UTC),
+        datetime.fromtimestamp(T0 + 9, UTC),
+    ]
