@@ -4,11 +4,13 @@ Atomicity. Every write that has to check something (a key's state, an approval's
 audit chain's head, the lifecycle lease) is an optimistic transaction: ``WATCH`` the keys it
 reads, read and decide in Python, then ``MULTI``/``EXEC`` the writes. If another client touched
 a watched key in between, ``EXEC`` does nothing and the whole transaction runs again from the
-reads; a check that then fails raises ``StaleWrite``/``FencedOut``. The audit chain is hashed in
-Python (``signer.audit.chain``; Lua has no SHA-256), and watching the chain's list is what keeps
-it one chain, without forks, whichever replica appends. A key or approval write and its audit
-records are one ``EXEC``, so they commit together or not at all. The two writes that need no
-Python (the lease and the watermark) are Lua scripts (``redis_schema``), atomic by nature.
+reads; a check that then fails raises ``StaleWrite``/``FencedOut``. An ``EXEC`` whose reply is
+lost is not taken for a conflict: a marker written in the same ``EXEC`` tells whether it
+committed, so each transaction commits at most once (``_transact``). The audit chain is hashed
+in Python (``signer.audit.chain``; Lua has no SHA-256), and watching the chain's list is what
+keeps it one chain, without forks, whichever replica appends. A key or approval write and its
+audit records are one ``EXEC``, so they commit together or not at all. The two writes that need
+no Python (the lease and the watermark) are Lua scripts (``redis_schema``), atomic by nature.
 
 Change feed. Each key-record write publishes its ring on ``<prefix>changes`` inside the same
 ``EXEC``, so a subscriber that hears it and re-reads sees the write (``watch_changes``).
@@ -21,7 +23,9 @@ With replicas and Sentinel, a failover can lose writes the old master acknowledg
 replicated; ``min-replicas-to-write 1`` with ``min-replicas-max-lag`` narrows that window.
 
 Errors. ``RedisError`` and socket errors become ``StoreUnavailable`` at this boundary; the client
-retries a failed connection twice, and reconnects by itself once the server is back.
+retries a failed connection twice, and reconnects by itself once the server is back. A
+transaction whose ``EXEC`` reply is lost, on a server that then cannot say whether it committed,
+is ``StoreUnavailable`` too: the write may have landed.
 """
 
 from __future__ import annotations
@@ -29,23 +33,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Final, TypeVar
 
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
 from signer.approvals.rules import from_json as approval_from_json
-from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.codesign.records import SigningRequest
 from signer.codesign.records import from_json as signing_request_from_json
-from signer.codesign.records import to_json as signing_request_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
 from signer.store.redis_client import (
@@ -61,6 +62,12 @@ from signer.store.redis_client import (
 from signer.store.redis_client import (
     row as text_row,
 )
+from signer.store.redis_documents import (
+    APPROVAL,
+    SIGNING_REQUEST,
+    VersionedDocuments,
+    versioned,
+)
 from signer.store.redis_schema import (
     LEASE_SCRIPT,
     WATERMARK_SCRIPT,
@@ -69,13 +76,16 @@ from signer.store.redis_schema import (
     encode_record,
     lease_value,
 )
+from signer.store.redis_transaction import (
+    UNKNOWN_OUTCOME,
+    Prepare,
+    Queue,
+    committed,
+    new_marker,
+    queue_marker,
+)
 
 T = TypeVar("T")
-
-# Kinds of versioned documents (key names in signer.store.redis_schema).
-APPROVAL = "approval"
-SIGNING_REQUEST = "signing_request"
-Queue = Callable[[Pipeline], None]  # queues a transaction's writes after MULTI
 
 DEFAULT_PREFIX: Final = "signer:"
 TRANSACTION_ATTEMPTS: Final = 64  # WATCH conflicts before giving up (each retry re-reads)
@@ -86,7 +96,7 @@ def _jitter(attempt: int) -> float:
     return random.uniform(0, min(0.05, 0.0005 * 2**attempt))  # noqa: S311 -- jitter, no secret
 
 
-class RedisStore:
+class RedisStore(VersionedDocuments):
     """A ``StateStore`` in one Redis database (directly, or via Sentinel), under a key prefix."""
 
     replicated = True  # replicas on other hosts share it: lifecycle needs a leader
@@ -120,28 +130,45 @@ class RedisStore:
             with redis_errors():
                 yield
 
-    async def _transact(
-        self, watch: Sequence[str], prepare: Callable[[Pipeline], Awaitable[tuple[T, Queue]]]
-    ) -> T:
-        """Run ``prepare`` (reads and checks) under ``WATCH``, then its writes in ``MULTI``.
+    async def _transact(self, watch: Sequence[str], prepare: Prepare[T]) -> T:
+        """Run ``prepare`` (reads and checks) under ``WATCH``, then its writes in ``MULTI``, and
+        commit them at most once.
 
         A conflict re-runs both; ``prepare`` raises to refuse. ``StoreUnavailable`` if the keys
         stay contended for ``TRANSACTION_ATTEMPTS`` rounds.
+
+        A failed ``EXEC`` is not always a conflict. redis-py raises the same ``WatchError`` when
+        the connection drops or times out while watching (``_disconnect_raise_on_watching``),
+        and then the server may have run the ``EXEC`` and only its reply was lost. Running the
+        transaction again would apply it twice: the audit records a second time, ``StaleWrite``
+        for an insert that landed, a compare-and-set refused because its own first write moved
+        the state on. So each attempt also sets (and watches) a marker key of its own, and after
+        a failed ``EXEC`` asks the server whether it is there (``redis_transaction.committed``,
+        which also stops a still-queued ``EXEC`` from landing later): if so, the attempt
+        committed and its result is returned; if not, nothing was written and the transaction
+        runs again. A server that cannot be asked is ``StoreUnavailable``, never a retry. (A
+        real conflict pays one more round trip for the question.)
         """
         async with self._session():
             for attempt in range(TRANSACTION_ATTEMPTS):
+                marker = new_marker(self._names)
                 async with self._client.pipeline(transaction=True) as pipe:
-                    if watch:
-                        await pipe.watch(*watch)
+                    # Watching the marker also means redis-py never re-sends an EXEC by itself:
+                    # it retries a failed pipeline only when nothing is watched.
+                    await pipe.watch(marker, *watch)
                     result, queue = await prepare(pipe)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     queue(pipe)
+                    queue_marker(pipe, marker)
                     try:
                         await pipe.execute()
-                    except WatchError:
-                        await asyncio.sleep(_jitter(attempt))
-                        continue
+                    except UNKNOWN_OUTCOME:
+                        pass  # asked below, once the pipeline's connection is given back
+                    else:
+                        return result
+                if await committed(self._client, marker):
                     return result
+                await asyncio.sleep(_jitter(attempt))
         raise StoreUnavailable(f"Redis store contended: no commit in {TRANSACTION_ATTEMPTS} tries")
 
     async def _check_fence(self, pipe: Pipeline, fence: Fence | None) -> None:
@@ -344,7 +371,7 @@ class RedisStore:
     ) -> None:
         """Add a new approval request and its audit records atomically."""
         await self._insert_document(
-            APPROVAL, request.id, request.created_at, _versioned(request), audit
+            APPROVAL, request.id, request.created_at, versioned(request), audit
         )
 
     async def update_approval(
@@ -356,7 +383,7 @@ class RedisStore:
     ) -> None:
         """Replace a request still at ``expected_version`` (else ``StaleWrite``), with audit."""
         await self._update_document(
-            APPROVAL, request.id, expected_version, _versioned(request), audit
+            APPROVAL, request.id, expected_version, versioned(request), audit
         )
 
     async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
@@ -373,7 +400,7 @@ class RedisStore:
     ) -> None:
         """Add a signing request and its audit records atomically; ``StaleWrite`` if it exists."""
         await self._insert_document(
-            SIGNING_REQUEST, record.id, record.created_at, _versioned(record), audit
+            SIGNING_REQUEST, record.id, record.created_at, versioned(record), audit
         )
 
     async def update_signing_request(
@@ -385,7 +412,7 @@ class RedisStore:
     ) -> None:
         """Replace a signing request still at ``expected_version`` (else ``StaleWrite``)."""
         await self._update_document(
-            SIGNING_REQUEST, record.id, expected_version, _versioned(record), audit
+            SIGNING_REQUEST, record.id, expected_version, versioned(record), audit
         )
 
     async def get_signing_request(self, request_id: str) -> SigningRequest | None:
@@ -397,78 +424,6 @@ class RedisStore:
         """Signing requests (in ``state``), oldest first."""
         bodies = await self._documents(SIGNING_REQUEST, state)
         return [signing_request_from_json(json.loads(body)) for body in bodies]
-
-    # Approvals and signing requests are versioned documents: a hash (state, version, body)
-    # per id and a sorted set of ids by creation time; every write is a compare-and-set.
-
-    async def _insert_document(
-        self,
-        kind: str,
-        doc_id: str,
-        created_at: int,
-        values: dict[str, str],
-        audit: Sequence[AuditEntry],
-    ) -> None:
-        key = self._names.document(kind, doc_id)
-
-        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
-            if await pipe.exists(key):
-                raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} already exists")
-            chained = await self._chain(pipe, audit)
-
-            def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=fields(values))
-                pipe.zadd(self._names.documents(kind), {doc_id: created_at})
-                self._queue_audit(pipe, chained)
-
-            return None, queue
-
-        await self._transact(self._watch([key], audit, None), prepare)
-
-    async def _update_document(
-        self,
-        kind: str,
-        doc_id: str,
-        expected_version: int,
-        values: dict[str, str],
-        audit: Sequence[AuditEntry],
-    ) -> None:
-        key = self._names.document(kind, doc_id)
-
-        async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
-            version = await pipe.hget(key, "version")
-            if version is None or int(version) != expected_version:
-                raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} changed concurrently")
-            chained = await self._chain(pipe, audit)
-
-            def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=fields(values))
-                self._queue_audit(pipe, chained)
-
-            return None, queue
-
-        await self._transact(self._watch([key], audit, None), prepare)
-
-    async def _get_document(self, kind: str, doc_id: str) -> str | None:
-        async with self._session():
-            body = await self._client.hget(self._names.document(kind, doc_id), "body")
-        return None if body is None else str(body)
-
-    async def _documents(self, kind: str, state: str | None) -> list[str]:
-        """The bodies of ``kind``'s documents (in ``state``), oldest first."""
-        async with self._session():
-            ids = texts(await self._client.zrange(self._names.documents(kind), 0, -1))
-            if not ids:
-                return []
-            async with self._client.pipeline(transaction=True) as pipe:
-                for doc_id in ids:
-                    pipe.hmget(self._names.document(kind, doc_id), ["state", "body"])
-                rows = await pipe.execute()
-        return [
-            str(body)
-            for found, body in rows
-            if body is not None and (state is None or found == state)
-        ]
 
     async def get_meta(self, key: str) -> str | None:
         """A small named value."""
@@ -533,16 +488,3 @@ def _keep_watermark(new: KeyRecord, current: KeyRecord) -> KeyRecord:
     if not marks or new.exp_watermark == max(marks):
         return new
     return replace(new, exp_watermark=max(marks))
-
-
-def _versioned(document: ApprovalRequest | SigningRequest) -> dict[str, str]:
-    body = (
-        approval_json(document)
-        if isinstance(document, ApprovalRequest)
-        else signing_request_json(document)
-    )
-    return {
-        "state": document.state.value,
-        "version": str(document.version),
-        "body": json.dumps(body),
-    }

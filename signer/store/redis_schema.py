@@ -18,6 +18,8 @@ Every name starts with the deployment's prefix (default ``signer:``)::
     lease:<name>       string ``<epoch>:<owner>``, expiring (PX) when the lease does
     lease:<name>:last  hash   ``epoch`` and ``owner`` of the latest grant (outlives the lease)
     changes            pub/sub channel: the ring of each key-record write
+    txn:<id>           string ``1`` once a transaction's ``EXEC`` ran, ``0`` once its lost reply
+                       was resolved as not committed; expires after a minute (redis_transaction)
 
 Fields are JSON values rather than one JSON document per record so the watermark script can read
 ``state`` and raise ``exp_watermark`` without a JSON codec in Lua (whose numbers are doubles).
@@ -144,6 +146,10 @@ class Names:
     def changes(self) -> str:
         """The change channel."""
         return f"{self.prefix}changes"
+
+    def txn(self, txn_id: str) -> str:
+        """One transaction attempt's commit marker."""
+        return f"{self.prefix}txn:{txn_id}"
 
 
 def lease_value(epoch: int, owner: str) -> str:

@@ -1,31 +1,51 @@
-"""What only the Redis store does: its change feed, outages, prefixes, URLs and selection."""
+"""What only the Redis store does: its change feed, outages, lost ``EXEC`` replies, prefixes,
+URLs and selection."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as ConnectionLost
+from redis.exceptions import TimeoutError as TimedOut
+from redis.exceptions import WatchError
 
 from jwks.records import KeyState
 from jwks.thumbprint import KeyId
+from signer.approvals.rules import Decision, Vote, vote
+from signer.audit.chain import verify_chain
 from signer.errors import StoreUnavailable
 from signer.settings import StoreSettings
 from signer.store import open_store
 from signer.store.base import ANY_RING, KeyUpdate
 from signer.store.redis import RedisStore
+from signer.store.redis_client import connect
+from signer.store.redis_schema import Names
+from signer.store.redis_transaction import committed, new_marker, queue_marker
 from signer.store.redis_url import SentinelTarget, check_redis_url, parse_sentinel_url
 from signer.store.sqlite import SqliteStore
 from tests.redis_server import RedisServer, start_redis_server
-from tests.signer.store.test_conformance import audit_entry, record
+from tests.signer.codesign.conftest import make_request
+from tests.signer.store.test_conformance import approval_request, audit_entry, record
 
 WAIT_S = 5.0
 
 
 @pytest.fixture
-async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(redis_server.url, prefix=f"feed{id(redis_server)}:")
+def prefix() -> str:
+    """A key prefix of its own for each test: an empty store on the shared server."""
+    return f"t{secrets.token_hex(6)}:"
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_server.url, prefix=prefix)
     yield store
     await store.aclose()
 
@@ -160,3 +180,248 @@ async def test_open_store_picks_the_adapter_from_the_url(tmp_path: Path) -> None
     assert not sqlite.replicated
     await sqlite.aclose()
     await redis.aclose()
+
+
+# A lost EXEC reply: the server ran the transaction, the client never heard. redis-py 8 reports a
+# connection dropped or timed out while watching as WatchError (_disconnect_raise_on_watching);
+# the plain connection errors are what a client that let them through would raise.
+LOST_REPLY_ERRORS = [
+    WatchError("A ConnectionError occurred while watching one or more keys"),
+    ConnectionLost("Connection closed by server."),
+    TimedOut("Timeout reading from 127.0.0.1"),
+]
+
+
+@dataclass
+class LostReplies:
+    """Makes the store's next transactions (MULTI after WATCH) really commit, then fail."""
+
+    error: Exception
+    armed: int = 0  # replies still to lose
+    execs: int = 0  # store transactions sent
+    before: Callable[[], Awaitable[None]] | None = None  # runs once, just before the next EXEC
+    after: Callable[[], None] | None = None  # runs once a lost reply's EXEC has committed
+
+    def arm(self, times: int = 1) -> None:
+        self.armed = times
+
+
+@pytest.fixture(params=LOST_REPLY_ERRORS, ids=lambda e: type(e).__name__)
+def lost_replies(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> LostReplies:
+    losses = LostReplies(error=request.param)
+    real = Pipeline.execute
+
+    async def execute(self: Pipeline, raise_on_error: bool = True) -> list[Any]:
+        if not (self.watching and self.explicit_transaction):  # a read, or the marker question
+            return await real(self, raise_on_error)
+        losses.execs += 1
+        if (before := losses.before) is not None:
+            losses.before = None
+            await before()
+        response = await real(self, raise_on_error)
+        if losses.armed:
+            losses.armed -= 1
+            if (after := losses.after) is not None:
+                losses.after = None
+                after()
+            raise type(losses.error)(*losses.error.args)  # a fresh one each time
+        return response
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    return losses
+
+
+async def test_lost_reply_on_an_audit_append_keeps_one_copy_and_returns_it(
+    redis_store: RedisStore, lost_replies: LostReplies
+) -> None:
+    await redis_store.append_audit([audit_entry("first")])
+    sent = lost_replies.execs
+    lost_replies.arm()
+    appended = await redis_store.append_audit([audit_entry("a", n) for n in range(3)])
+    assert [r.seq for r in appended] == [2, 3, 4]
+    records = await redis_store.audit_records()
+    assert records[1:] == appended
+    assert verify_chain(await redis_store.audit_raw()).ok
+    assert lost_replies.execs == sent + 1  # committed, asked about, not run again
+
+
+async def test_lost_reply_on_an_approval_insert_is_not_a_stale_write(
+    redis_store: RedisStore, lost_replies: LostReplies
+) -> None:
+    request = approval_request()
+    lost_replies.arm()
+    await redis_store.insert_approval(request, audit=[audit_entry("approval.request")])
+    assert await redis_store.get_approval(request.id) == request
+    assert [r.action for r in await redis_store.audit_records()] == ["approval.request"]
+
+
+async def test_lost_reply_on_a_key_update_applies_it_once(
+    redis_store: RedisStore, lost_replies: LostReplies
+) -> None:
+    """The compare-and-set is not refused by its own first write."""
+    pending = record("k1", KeyState.PENDING)
+    await redis_store.insert_key(pending)
+    active = pending.with_state(KeyState.ACTIVE, 200)
+    sent = lost_replies.execs
+    lost_replies.arm()
+    await redis_store.update_keys(
+        [KeyUpdate(record=active, expected=KeyState.PENDING)],
+        audit=[audit_entry("key.activate")],
+    )
+    assert await redis_store.get_key(KeyId("k1")) == active
+    assert [r.action for r in await redis_store.audit_records()] == ["key.activate"]
+    assert lost_replies.execs == sent + 1
+
+
+Write = Callable[[RedisStore], Awaitable[object]]
+WRITTEN = [audit_entry("write")]
+
+
+async def no_setup(store: RedisStore) -> None:
+    del store
+
+
+async def insert_approval(store: RedisStore) -> None:
+    await store.insert_approval(approval_request())
+
+
+async def approve(store: RedisStore) -> None:
+    request = approval_request()
+    approval = Vote(approver="a", decision=Decision.APPROVE, comment="", at=101)
+    approved = vote(request, approval, 101).request
+    await store.update_approval(approved, expected_version=request.version, audit=WRITTEN)
+
+
+async def insert_key(store: RedisStore) -> None:
+    await store.insert_key(record("k1"), audit=WRITTEN)
+
+
+async def insert_signing_request(store: RedisStore) -> None:
+    await store.insert_signing_request(make_request(), audit=WRITTEN)
+
+
+async def set_meta(store: RedisStore) -> None:
+    await store.set_meta("m", "v", audit=WRITTEN)
+
+
+@pytest.mark.parametrize(
+    ("setup", "write"),
+    [
+        (no_setup, insert_key),
+        (insert_approval, approve),
+        (no_setup, insert_signing_request),
+        (no_setup, set_meta),
+    ],
+    ids=["insert_key", "update_approval", "insert_signing_request", "set_meta"],
+)
+async def test_every_write_commits_once_across_a_lost_reply(
+    redis_store: RedisStore, lost_replies: LostReplies, setup: Write, write: Write
+) -> None:
+    await setup(redis_store)
+    sent = lost_replies.execs
+    lost_replies.arm()
+    await write(redis_store)
+    assert [r.action for r in await redis_store.audit_records()] == ["write"]
+    assert lost_replies.execs == sent + 1
+
+
+async def test_a_concurrent_write_before_exec_is_still_a_conflict_and_retried(
+    redis_server: RedisServer, prefix: str, redis_store: RedisStore, lost_replies: LostReplies
+) -> None:
+    """Another replica appends between this append's reads and its EXEC: EXEC does nothing,
+    the marker says so, and the retry chains after the other replica's record."""
+    other = RedisStore.from_url(redis_server.url, prefix=prefix)
+
+    async def intrude() -> None:
+        await other.append_audit([audit_entry("other")])
+
+    lost_replies.before = intrude
+    try:
+        appended = await redis_store.append_audit([audit_entry("mine", n) for n in range(2)])
+    finally:
+        await other.aclose()
+    records = await redis_store.audit_records()
+    assert [(r.seq, r.action) for r in records] == [(1, "other"), (2, "mine"), (3, "mine")]
+    assert records[1:] == appended
+    assert verify_chain(await redis_store.audit_raw()).ok
+    assert lost_replies.execs == 3  # ours, the other replica's, ours again
+
+
+async def test_unresolvable_lost_reply_is_store_unavailable_not_a_retry(
+    tmp_path: Path, lost_replies: LostReplies
+) -> None:
+    """The server goes away right after committing: the outcome is unknown, so the append is
+    not run again; once the server is back, the records are there once."""
+    server = start_redis_server(tmp_path)
+    store = RedisStore.from_url(server.url)
+    try:
+        lost_replies.after = server.stop
+        lost_replies.arm()
+        with pytest.raises(StoreUnavailable, match="may or may not have committed"):
+            await store.append_audit([audit_entry("a", n) for n in range(2)])
+        assert lost_replies.execs == 1
+        server.start()
+        assert [r.seq for r in await store.audit_records()] == [1, 2]
+    finally:
+        await store.aclose()
+        server.stop()
+
+
+async def test_commit_markers_expire(
+    redis_server: RedisServer, prefix: str, redis_store: RedisStore
+) -> None:
+    """Each transaction leaves a marker behind, and every marker goes away by itself."""
+    client = connect(redis_server.url).client
+    try:
+        await redis_store.append_audit([audit_entry("a")])
+        await redis_store.set_meta("m", "v", audit=[audit_entry("b")])
+        markers = [key async for key in client.scan_iter(match=f"{prefix}txn:*")]
+        assert len(markers) == 2
+        for marker in markers:
+            assert 0 < await client.pttl(marker) <= 60_000
+    finally:
+        await client.aclose()
+
+
+async def test_an_exec_still_queued_when_asked_about_can_no_longer_commit(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A timed-out EXEC may reach the server after the store asked whether it committed: the
+    answer "no" must stay true, or the retry would commit the writes a second time."""
+    late, asking = connect(redis_server.url).client, connect(redis_server.url).client
+    marker = new_marker(Names(prefix))
+    try:
+        async with late.pipeline(transaction=True) as pipe:
+            await pipe.watch(marker, f"{prefix}data")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set(f"{prefix}data", "written")
+            queue_marker(pipe, marker)
+            assert not await committed(asking, marker)
+            with pytest.raises(WatchError, match="Watched variable changed"):
+                await pipe.execute()
+        assert await asking.get(f"{prefix}data") is None
+        assert not await committed(asking, marker)  # and asking again gives the same answer
+    finally:
+        await late.aclose()
+        await asking.aclose()
+
+
+async def test_redis_py_reports_a_connection_lost_at_exec_as_a_watch_error(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why a WatchError is not always a conflict (redis-py 8, _disconnect_raise_on_watching)."""
+
+    async def drop(*args: object) -> list[Any]:
+        raise ConnectionLost("Connection reset by peer")
+
+    monkeypatch.setattr(Pipeline, "_execute_transaction", drop)
+    client = connect(redis_server.url).client  # configured as the store's is
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            await pipe.watch("any")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.set("any", "1")
+            with pytest.raises(WatchError, match="ConnectionError occurred while watching"):
+                await pipe.execute()
+    finally:
+        await client.aclose()
