@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from signer.errors import SignerError
+from signer.errors import HsmUnavailable, SignerError
 from signer.hsm.base import KeyRef
 
 # Bounds the time the last caller of a batch waits behind the others (~0.2 ms per ES256 sign on
@@ -44,10 +44,8 @@ class SignQueue:
         self._sign_batch = sign_batch
         self._max_batch = max_batch
         self._pending: list[SignJob] = []
+        self._inflight: list[SignJob] = []  # the batch on the PKCS#11 thread now
         self._drainer: asyncio.Task[None] | None = None
-
-    def __len__(self) -> int:
-        return len(self._pending)
 
     async def submit(self, ref: KeyRef, data: bytes) -> bytes:
         """Queue ``data`` for signing with ``ref`` and return its signature (or raise its error)."""
@@ -56,6 +54,7 @@ class SignQueue:
         self._pending.append(job)
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain(), name="pkcs11-sign-queue")
+            self._drainer.add_done_callback(self._drained)
         return await job.done
 
     async def drain(self) -> None:
@@ -68,17 +67,28 @@ class SignQueue:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            live = [job for job in batch if not job.done.done()]  # callers gone meanwhile
-            if not live:
+            self._inflight = [job for job in batch if not job.done.done()]  # callers gone?
+            if not self._inflight:
                 continue
             try:
-                results = await self._sign_batch(live)
+                results = await self._sign_batch(self._inflight)
             except Exception as exc:  # noqa: BLE001 -- the batch failed as a whole: each caller gets it
-                for job in live:
+                for job in self._inflight:
                     _settle(job, exc)
                 continue
-            for job, result in zip(live, results, strict=True):
+            for job, result in zip(self._inflight, results, strict=True):
                 _settle(job, result)
+        self._inflight = []
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        """Cancelled (at shutdown, perhaps before it ever ran) or failed on a bug: no caller
+        may wait for an answer that never comes."""
+        if not task.cancelled() and task.exception() is None:
+            return
+        error = HsmUnavailable("signing was interrupted; nothing was returned")
+        for job in (*self._inflight, *self._pending):
+            _settle(job, error)
+        self._inflight, self._pending = [], []
 
 
 def _settle(job: SignJob, result: bytes | BaseException) -> None:

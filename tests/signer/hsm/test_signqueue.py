@@ -98,4 +98,21 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     with pytest.raises(asyncio.CancelledError):
         await gone
     await queue.drain()
-    assert len(queue) == 0
+
+
+@pytest.mark.parametrize("turns", [1, 3], ids=["before-it-ran", "mid-batch"])
+async def test_callers_are_answered_when_the_queue_is_cancelled(turns: int) -> None:
+    """At shutdown the drainer may be cancelled, even before it ran: every waiter hears."""
+    recorder = Recorder(release=asyncio.Event())
+    queue = SignQueue(recorder, max_batch=1)
+    waiting = [asyncio.ensure_future(queue.submit(REF, bytes([i]))) for i in range(3)]
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    assert len(recorder.batches) == (turns > 1)  # mid-batch: the first batch is on its way
+    assert queue._drainer is not None
+    queue._drainer.cancel()
+    await queue.drain()
+
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert all(isinstance(r, HsmUnavailable) for r in results)
