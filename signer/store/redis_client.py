@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,14 +51,37 @@ _TRANSIENT_PREFIXES = ("MISCONF", "NOREPLICAS", "LOADING")
 def redis_errors() -> Iterator[None]:
     """Translate the client's errors into the store's: unreachable, timed out or refusing for
     now is ``StoreUnavailable`` (503); a command the server rejects as wrong is ``StoreError``."""
+    # The client's message names hosts and ports: it goes to the log, and the problem a caller
+    # sees says only what kind of failure it was.
     try:
         yield
     except ResponseError as exc:
+        _log_throttled("Redis refused a command: %s", exc)
         if isinstance(exc, _TRANSIENT) or str(exc).startswith(_TRANSIENT_PREFIXES):
-            raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
-        raise StoreError(f"Redis store error: {exc}") from exc
+            raise StoreUnavailable(f"Redis store unavailable ({_kind(exc)})") from exc
+        raise StoreError(f"Redis store error ({_kind(exc)})") from exc
     except (RedisError, OSError) as exc:
-        raise StoreUnavailable(f"Redis store unavailable: {exc}") from exc
+        _log_throttled("Redis store unavailable: %s", exc)
+        raise StoreUnavailable(f"Redis store unavailable ({type(exc).__name__})") from exc
+
+
+_LOG_EVERY_S: Final = 5.0
+_last_logged = 0.0
+
+
+def _log_throttled(message: str, exc: Exception) -> None:
+    """One warning per few seconds: an outage under load fails thousands of calls a second."""
+    global _last_logged  # noqa: PLW0603 -- one throttle per process, like the logger
+    now = time.monotonic()
+    if now - _last_logged >= _LOG_EVERY_S:
+        _last_logged = now
+        log.warning(message, exc)
+
+
+def _kind(exc: ResponseError) -> str:
+    """The error word Redis starts a refusal with (READONLY, OOM, MISCONF, ERR, …)."""
+    word = str(exc).split(" ", 1)[0]
+    return word if word.isupper() else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
