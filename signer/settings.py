@@ -559,7 +559,23 @@ def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
             raise ConfigError(
                 f"profiles[{i}].approvals_required: more than the members of {profile.approvers!r}"
             )
+        _check_profile_quorum(i, profile, groups[profile.approvers].members)
         _check_profile_signing(settings, i, profile)
+
+
+def _check_profile_quorum(i: int, profile: ProfileSettings, members: tuple[str, ...]) -> None:
+    """Refuse a profile one of whose requesters could never get a request approved.
+
+    Separation of duties: a requester never approves their own request, so a requester who is
+    also an approver leaves ``len(members) - 1`` who can.
+    """
+    for requester in profile.requesters:
+        if requester in members and profile.approvals_required > len(members) - 1:
+            raise ConfigError(
+                f"profiles[{i}].approvals_required: {profile.approvals_required} approvals can "
+                f"never be reached for requester {requester!r}, a member of "
+                f"{profile.approvers!r}, which has only {len(members) - 1} other members"
+            )
 
 
 # Code signing needs ECDSA keys: a Sigstore message signature is ECDSA (or RSA) over the

@@ -45,19 +45,28 @@ async def get_approval(request: web.Request) -> web.Response:
     return json_response(approval_json(approval))
 
 
+async def read_comment(request: web.Request) -> str:
+    """The vote body ``{"comment": "..."}`` (optional, as is the body): the comment or ``""``.
+
+    Shared by ``/v1/approvals/{id}/approve|deny`` and the signing-request shorthands.
+    """
+    if not request.body_exists:
+        return ""
+    body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
+    if not isinstance(body, dict):
+        raise MalformedJson("the request body must be a JSON object")
+    unknown = sorted(set(body) - {"comment"})
+    if unknown:
+        raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
+    comment = body.get("comment", "")
+    if not isinstance(comment, str):
+        raise InvalidField("'comment' must be a string", field="comment")
+    return comment
+
+
 async def _vote(request: web.Request, decision: Decision) -> web.Response:
     principal = principal_of(request)
-    comment = ""
-    if request.body_exists:
-        body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
-        if not isinstance(body, dict):
-            raise MalformedJson("the request body must be a JSON object")
-        unknown = sorted(set(body) - {"comment"})
-        if unknown:
-            raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
-        comment = body.get("comment", "")
-        if not isinstance(comment, str):
-            raise InvalidField("'comment' must be a string", field="comment")
+    comment = await read_comment(request)
     approval = await request.app[APPROVALS].vote(
         request.match_info["id"], approver=principal.name, decision=decision, comment=comment
     )

@@ -7,7 +7,9 @@
   in the ring's JWKS, for ``cosign verify-blob --key`` and other PEM-only verifiers
 
 A principal sees a request it made, one of a profile it may request or approve on, one its
-approver group may vote on, or any with ``audit:read``; others get 404, as for an unknown id.
+approver group may vote on, or any with ``audit:read``; others get 404, as for an unknown id,
+also when they try to vote on it. A principal that may not request on a profile gets 403 whether
+or not the profile exists.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 
 from jwks.jwk import Jwk, public_key_from_jwk
 from jwks.lifecycle import published
+from signer.approvals.http import read_comment
 from signer.approvals.rules import ApprovalJson, ApprovalRequest, Decision
 from signer.approvals.rules import to_json as approval_json
-from signer.auth import Principal
 from signer.bodies import read_json
 from signer.codesign.records import (
     OutputsJson,
@@ -31,9 +33,10 @@ from signer.codesign.records import (
     UnknownSigningRequest,
     subjects_json,
 )
-from signer.codesign.requests import check_requester, parse_request
+from signer.codesign.requests import parse_request
+from signer.codesign.shell import visible
 from signer.context import CODESIGN, SERVICE, SETTINGS, json_response, principal_of
-from signer.errors import InvalidField, MalformedJson, UnknownField, UnknownKey
+from signer.errors import InvalidField, UnknownKey
 
 PEM_CONTENT_TYPE = "application/x-pem-file"
 _STATES = frozenset(state.value for state in RequestState)
@@ -86,27 +89,11 @@ def request_view(record: SigningRequest, approval: ApprovalRequest | None) -> Si
     }
 
 
-def _visible(
-    principal: Principal, record: SigningRequest, approval: ApprovalRequest | None
-) -> bool:
-    return (
-        principal.name == record.requester
-        or principal.allows(f"sign:request:{record.profile}")
-        or principal.allows(f"sign:approve:{record.profile}")
-        or principal.allows("audit:read")
-        or (approval is not None and principal.name in approval.policy.members)
-    )
-
-
 async def create_request(request: web.Request) -> web.Response:
     """POST /v1/signing-requests."""
     principal = principal_of(request)
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
-    codesign = request.app[CODESIGN]
-    if isinstance(body, dict) and isinstance(body.get("profile"), str):
-        # Who may ask is decided before the body's content: an outsider learns nothing more.
-        check_requester(principal, codesign.profile(body["profile"]))
-    record, approval = await codesign.create(principal, parse_request(body))
+    record, approval = await request.app[CODESIGN].create(principal, parse_request(body))
     return json_response(request_view(record, approval), status=201)
 
 
@@ -122,7 +109,7 @@ async def list_requests(request: web.Request) -> web.Response:
             "signing_requests": [
                 request_view(record, approval)
                 for record, approval in found
-                if _visible(principal, record, approval)
+                if visible(principal, record, approval)
             ]
         }
     )
@@ -132,24 +119,14 @@ async def get_request(request: web.Request) -> web.Response:
     """GET /v1/signing-requests/{id}."""
     principal = principal_of(request)
     record, approval = await request.app[CODESIGN].get(request.match_info["id"])
-    if not _visible(principal, record, approval):
+    if not visible(principal, record, approval):
         raise UnknownSigningRequest(f"no signing request {record.id!r}")
     return json_response(request_view(record, approval))
 
 
 async def _vote(request: web.Request, decision: Decision) -> web.Response:
     principal = principal_of(request)
-    comment = ""
-    if request.body_exists:
-        body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
-        if not isinstance(body, dict):
-            raise MalformedJson("the request body must be a JSON object")
-        unknown = sorted(set(body) - {"comment"})
-        if unknown:
-            raise UnknownField(f"unknown field {unknown[0]!r}", field=unknown[0])
-        comment = body.get("comment", "")
-        if not isinstance(comment, str):
-            raise InvalidField("'comment' must be a string", field="comment")
+    comment = await read_comment(request)
     codesign = request.app[CODESIGN]
     record, approval = await codesign.vote(request.match_info["id"], principal, decision, comment)
     return json_response(request_view(record, approval))

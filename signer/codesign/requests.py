@@ -2,9 +2,10 @@
 
 A body is parsed once into a :class:`RequestSpec` (``parse_request``), the caller is checked
 against the profile (``check_requester``), then the request against the profile
-(``check_against_profile``). The order matters: a principal outside ``requesters`` learns nothing
-about the profile's patterns, and a request that passes has been fully checked, so signing at
-quorum cannot fail on its content.
+(``check_against_profile``). The order matters: a principal without ``sign:request:<profile>``
+learns not even whether the profile exists, one outside ``requesters`` nothing about its
+patterns, and a request that passes has been fully checked, so signing at quorum cannot fail on
+its content.
 
 Profile rules (docs/codesign.md):
 
@@ -208,17 +209,23 @@ def find_profile(profiles: Mapping[str, ProfileSettings], name: str) -> ProfileS
     return profile
 
 
-def check_requester(principal: Principal, profile: ProfileSettings) -> None:
-    """403 unless ``principal`` is one of the profile's requesters and may request on it.
+def check_requester(
+    principal: Principal, profiles: Mapping[str, ProfileSettings], name: str
+) -> ProfileSettings:
+    """The profile ``name``, if ``principal`` may request on it; 403 (or 422) otherwise.
 
-    Both are required: the permission says what a credential may do, the profile's list says
+    The permission is checked before the profile is looked up: a principal that may not request
+    on ``name`` gets the same 403 whether or not such a profile exists. Both the permission and
+    the profile's list are required: the permission says what a credential may do, the list says
     who the release process expects to ask (DESIGN "Access control").
     """
-    permission = f"sign:request:{profile.name}"
-    if principal.name not in profile.requesters:
-        raise Forbidden(f"{principal.name!r} is not a requester of profile {profile.name!r}")
+    permission = f"sign:request:{name}"
     if not principal.allows(permission):
         raise Forbidden(f"principal {principal.name!r} lacks permission {permission!r}")
+    profile = find_profile(profiles, name)
+    if principal.name not in profile.requesters:
+        raise Forbidden(f"{principal.name!r} is not a requester of profile {profile.name!r}")
+    return profile
 
 
 def subject_allowed(name: str, patterns: tuple[str, ...]) -> bool:

@@ -1,12 +1,17 @@
 """The code-signing shell: persists signing requests, opens their approvals, signs at quorum.
 
-A request is written before its approval exists (so the approval's operation always finds it),
-then linked to the approval. The approvals engine runs the ``signing`` operation exactly once,
-for the vote that reached quorum (a compare-and-set on the approval); :meth:`CodeSigning.run`
-signs every output with the profile ring's active key on the HSM and stores the outputs together
-with one ``signing.sign`` audit record per signature, in one transaction, so no signature exists
-in the store without its audit record. A resumed run (after a crash) finds the outputs already
-stored and returns them without signing again.
+``create`` checks everything first (requester, profile, that quorum is reachable without the
+requester), then opens the approval for a request id it chose and inserts the request already
+linked to it, so no reader ever sees a request without its approval. The approvals engine runs
+the ``signing`` operation exactly once, for the vote that reached quorum (a compare-and-set on
+the approval); :meth:`CodeSigning.run` signs every output with the profile ring's active key on
+the HSM and stores the outputs together with one ``signing.sign`` audit record per signature, in
+one transaction, so no signature exists in the store without its audit record. A resumed run
+(after a crash) finds the outputs already stored and returns them without signing again.
+
+A run at quorum that failed (HSM unavailable, no active key, a lost compare-and-set) leaves the
+approval ``approved``; reading the request retries it (at most every ``RETRY_AFTER_S``), so it
+gets signed once the cause is gone, without waiting for a restart's ``resume``.
 
 A request whose approval was denied or expired is closed (``denied``/``expired``) the first
 time it is read and never gets outputs: ``with_outputs`` refuses anything but ``pending``.
@@ -17,7 +22,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from jwks.algorithms import Alg
@@ -25,7 +29,9 @@ from jwks.jws import raw_to_der_ecdsa
 from signer.approvals.rules import (
     ApprovalPolicy,
     ApprovalRequest,
+    ApprovalState,
     Decision,
+    QuorumUnreachable,
     UnknownApproval,
 )
 from signer.approvals.shell import Approvals
@@ -46,7 +52,7 @@ from signer.codesign.requests import (
     check_requester,
     find_profile,
 )
-from signer.errors import HsmError, KeyNotActive, Unprocessable
+from signer.errors import HsmError, KeyNotActive, SignerError, Unprocessable
 from signer.service import SignerService
 from signer.settings import ProfileSettings, Settings
 from signer.store.base import StaleWrite
@@ -54,6 +60,7 @@ from signer.store.base import StaleWrite
 log = logging.getLogger("signer.codesign")
 
 OPERATION = "signing"  # the approvals engine's operation name
+RETRY_AFTER_S = 30  # a read retries a failed run at quorum this long after it, then as often
 
 
 def _target(request_id: str) -> str:
@@ -79,21 +86,28 @@ class CodeSigning:
         self._approvals = approvals
         self._audit = audit
         self._clock = clock
-
-    def profile(self, name: str) -> ProfileSettings:
-        """The profile ``name`` (422 ``unknown_profile`` if absent)."""
-        return find_profile(self._profiles, name)
+        self._retry_at: dict[str, float] = {}  # approval id -> when a read may retry its run
 
     async def create(
         self, principal: Principal, spec: RequestSpec
     ) -> tuple[SigningRequest, ApprovalRequest]:
-        """Check ``spec`` against its profile, record it and open its approval."""
-        profile = self.profile(spec.profile)
-        check_requester(principal, profile)
+        """Check ``spec`` and its requester against the profile, open its approval, record it.
+
+        Nothing is written before every check has passed. The approval is opened first, for a
+        request id chosen here, and the request is then inserted already linked to it: no
+        reader ever finds a request without its approval.
+        """
+        profile = check_requester(principal, self._profiles, spec.profile)
         alg = self._service.view(profile.ring).policy.alg
+        policy = ApprovalPolicy(
+            group=profile.approvers,
+            members=frozenset(self._groups[profile.approvers]),
+            required=profile.approvals_required,
+        )
         try:
             spec = check_against_profile(spec, profile, alg)
-        except Unprocessable as refused:
+            _check_quorum(policy, principal.name)
+        except (Unprocessable, QuorumUnreachable) as refused:
             await self._audit.record(
                 actor=principal.name,
                 action="signing.request",
@@ -102,8 +116,24 @@ class CodeSigning:
                 details={"code": refused.code, "detail": refused.detail, "kind": spec.kind.value},
             )
             raise
+        request_id = SigningRequestId("sr_" + secrets.token_urlsafe(12))
+        created_at = int(self._clock())
+        approval = await self._approvals.create(
+            operation=OPERATION,
+            target=request_id,
+            requester=principal.name,
+            policy=policy,
+            details={
+                "profile": profile.name,
+                "kind": spec.kind.value,
+                "subjects": len(spec.subjects),
+                "sha256": spec.subjects[0].sha256,
+                "reason": spec.reason,
+                "change_id": spec.change_id,
+            },
+        )
         record = SigningRequest(
-            id=SigningRequestId("sr_" + secrets.token_urlsafe(12)),
+            id=request_id,
             profile=profile.name,
             kind=spec.kind,
             subjects=spec.subjects,
@@ -112,8 +142,8 @@ class CodeSigning:
             reason=spec.reason,
             change_id=spec.change_id,
             requester=principal.name,
-            created_at=int(self._clock()),
-            approval_id="",  # linked below, once the approval exists
+            created_at=created_at,
+            approval_id=approval.id,
         )
         entry = self._audit.make(
             actor=principal.name,
@@ -126,31 +156,14 @@ class CodeSigning:
                 "predicate_type": record.predicate_type,
                 "reason": record.reason,
                 "change_id": record.change_id,
+                "approval": approval.id,
             },
         )
+        # If this insert fails, the approval is left without its request: nothing can be
+        # signed through it (run refuses an unknown request) and it expires with its ttl.
         await self._store.insert_signing_request(record, audit=[entry])
-        approval = await self._approvals.create(
-            operation=OPERATION,
-            target=record.id,
-            requester=principal.name,
-            policy=ApprovalPolicy(
-                group=profile.approvers,
-                members=frozenset(self._groups[profile.approvers]),
-                required=profile.approvals_required,
-            ),
-            details={
-                "profile": profile.name,
-                "kind": record.kind.value,
-                "subjects": len(record.subjects),
-                "sha256": record.subjects[0].sha256,
-                "reason": record.reason,
-                "change_id": record.change_id,
-            },
-        )
-        linked = replace(record, approval_id=approval.id, version=record.version + 1)
-        await self._store.update_signing_request(linked, expected_version=record.version)
         self._audit.notify()
-        return linked, approval
+        return record, approval
 
     async def get(self, request_id: str) -> tuple[SigningRequest, ApprovalRequest | None]:
         """A request, closed first if its approval was denied or has expired."""
@@ -169,8 +182,13 @@ class CodeSigning:
     async def vote(
         self, request_id: str, principal: Principal, decision: Decision, comment: str
     ) -> tuple[SigningRequest, ApprovalRequest | None]:
-        """Approve or deny through the approvals engine; at quorum the outputs are signed."""
+        """Approve or deny through the approvals engine; at quorum the outputs are signed.
+
+        A request the principal may not see is answered as a missing one (404), never 403.
+        """
         record, approval = await self.get(request_id)
+        if not visible(principal, record, approval):
+            raise UnknownSigningRequest(f"no signing request {request_id!r}")
         require(principal, f"sign:approve:{record.profile}")
         if approval is None:
             raise UnknownApproval(f"signing request {record.id} has no approval")
@@ -180,20 +198,25 @@ class CodeSigning:
         return await self.get(request_id)
 
     async def _approval_of(self, record: SigningRequest) -> ApprovalRequest | None:
-        if record.approval_id:
+        try:
             return await self._approvals.get(record.approval_id)
-        # A crash between the two writes of ``create``: find the approval by its target.
-        for approval in await self._approvals.list():
-            if approval.operation == OPERATION and approval.target == record.id:
-                return approval
+        except UnknownApproval:
+            pass
+        # ``create`` opens the approval before it inserts the request linked to it, so this
+        # means a store that lost the approval. Nothing can approve the request any more; it
+        # is left as it is for an operator rather than closed on a guess.
+        log.error("signing request %s: approval %r is missing", record.id, record.approval_id)
         return None
 
     async def _current(
         self, record: SigningRequest
     ) -> tuple[SigningRequest, ApprovalRequest | None]:
         approval = await self._approval_of(record)
-        # No approval at all: ``create`` crashed before opening it, so no quorum can ever come.
-        closed = settle(record, RequestState.EXPIRED if approval is None else approval.state)
+        if approval is None:
+            return record, None
+        if approval.state is ApprovalState.APPROVED and self._retry_due(approval):
+            record, approval = await self._retry(record, approval)
+        closed = settle(record, approval.state)
         if closed is None:
             return record, approval
         try:
@@ -203,6 +226,28 @@ class CodeSigning:
             return (fresh if fresh is not None else record), approval
         return closed, approval
 
+    def _retry_due(self, approval: ApprovalRequest) -> bool:
+        # Leave the run at quorum RETRY_AFTER_S to finish (a second run now would sign on the
+        # HSM again only to lose the compare-and-set), and retry no more often than that, so
+        # a client polling through an HSM outage does not flood the audit log with failures.
+        decided = approval.decided_at if approval.decided_at is not None else 0
+        due = max(decided + RETRY_AFTER_S, self._retry_at.get(approval.id, 0.0))
+        return self._clock() >= due
+
+    async def _retry(
+        self, record: SigningRequest, approval: ApprovalRequest
+    ) -> tuple[SigningRequest, ApprovalRequest]:
+        """Run again the signing of an approval whose run at quorum failed (idempotent)."""
+        self._retry_at[approval.id] = self._clock() + RETRY_AFTER_S  # before any await
+        try:
+            approval = await self._approvals.execute(approval)
+        except SignerError as exc:
+            log.warning("signing %s again failed: %s", record.id, exc.code)
+            return record, approval  # still pending; read again later
+        del self._retry_at[approval.id]
+        fresh = await self._store.get_signing_request(record.id)
+        return (fresh if fresh is not None else record), approval
+
     async def run(self, approval: ApprovalRequest) -> dict[str, Any]:
         """The ``signing`` operation: sign every output once and store them (idempotent)."""
         record = await self._store.get_signing_request(approval.target)
@@ -210,7 +255,7 @@ class CodeSigning:
             raise UnknownSigningRequest(f"no signing request {approval.target!r}")
         if record.state is RequestState.SIGNED:
             return _outcome(record)  # a resumed run: signed before the crash
-        profile = self.profile(record.profile)
+        profile = find_profile(self._profiles, record.profile)
         key = self._service.view(profile.ring).signing
         if key is None:
             raise KeyNotActive(f"ring {profile.ring!r} has no active key to sign with")
@@ -261,6 +306,32 @@ class CodeSigning:
         self._audit.notify()
         log.info("signed %s (%s) with %s", record.id, record.kind, key.record.kid)
         return _outcome(signed)
+
+
+def visible(principal: Principal, record: SigningRequest, approval: ApprovalRequest | None) -> bool:
+    """Whether ``principal`` may see ``record``: its requester, one who may request or approve
+    on its profile, a member of its approver group, or an auditor."""
+    return (
+        principal.name == record.requester
+        or principal.allows(f"sign:request:{record.profile}")
+        or principal.allows(f"sign:approve:{record.profile}")
+        or principal.allows("audit:read")
+        or (approval is not None and principal.name in approval.policy.members)
+    )
+
+
+def _check_quorum(policy: ApprovalPolicy, requester: str) -> None:
+    """409 unless the approvers besides ``requester`` can reach quorum (separation of duties).
+
+    Settings refuse such a profile at start-up; this keeps ``create`` from writing anything if
+    one slipped through.
+    """
+    eligible = policy.members - {requester}
+    if len(eligible) < policy.required:
+        raise QuorumUnreachable(
+            f"profile needs {policy.required} approvals from {policy.group!r}, which has only "
+            f"{len(eligible)} members besides the requester {requester!r}"
+        )
 
 
 def _outcome(record: SigningRequest) -> dict[str, Any]:

@@ -40,7 +40,7 @@ members = ["ann", "bob"]
 [[profiles]]
 name = "release"
 ring = "codesign"
-requesters = ["ci"]
+requesters = {requesters}
 approvers = "managers"
 approvals_required = 2
 subjects = {subjects}
@@ -62,11 +62,15 @@ def load(
     ci: str = "sign:request:release",
     bob: str = "sign:approve:*",
     subjects: str = '["*"]',
+    requesters: str = '["ci"]',
+    ann: str = "sign:approve:release",
 ) -> Settings:
-    principals = principal("ci", ci) + principal("ann", "sign:approve:release")
+    principals = principal("ci", ci) + principal("ann", ann)
     principals += principal("bob", bob)
     path = tmp_path / "signer.toml"
-    path.write_text(BASE.format(alg=alg, principals=principals, subjects=subjects))
+    path.write_text(
+        BASE.format(alg=alg, principals=principals, subjects=subjects, requesters=requesters)
+    )
     return load_settings(path, environ={"PIN": "1234"})
 
 
@@ -98,3 +102,11 @@ def test_an_approver_without_the_permission_is_refused(tmp_path: Path) -> None:
 def test_a_profile_without_subject_patterns_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least one subject pattern"):
         load(tmp_path, subjects="[]")
+
+
+def test_a_requester_in_the_approver_group_must_leave_enough_other_approvers(
+    tmp_path: Path,
+) -> None:
+    """ann may not approve her own request, so bob alone can never give two approvals."""
+    with pytest.raises(ConfigError, match="2 approvals can never be reached for requester 'ann'"):
+        load(tmp_path, requesters='["ci", "ann"]', ann="sign:*")

@@ -194,13 +194,26 @@ def test_an_attestation_may_use_an_es384_ring() -> None:
 
 
 def test_only_listed_requesters_with_the_permission_may_request() -> None:
-    check_requester(Principal(name="ci", permissions=frozenset({"sign:request:*"})), PROFILE)
+    profiles = {"release": PROFILE}
+    ci = Principal(name="ci", permissions=frozenset({"sign:request:*"}))
+    assert check_requester(ci, profiles, "release") is PROFILE
+    dev = Principal(name="dev", permissions=frozenset({"sign:request:*"}))
     with pytest.raises(Forbidden, match="not a requester"):
-        check_requester(Principal(name="dev", permissions=frozenset({"sign:request:*"})), PROFILE)
+        check_requester(dev, profiles, "release")
+    other = Principal(name="ci", permissions=frozenset({"sign:request:other"}))
     with pytest.raises(Forbidden, match="lacks permission"):
-        check_requester(
-            Principal(name="ci", permissions=frozenset({"sign:request:other"})), PROFILE
-        )
+        check_requester(other, profiles, "release")
+
+
+def test_without_the_permission_an_unknown_profile_is_403_not_422() -> None:
+    """Who may not ask cannot probe which profiles exist."""
+    outsider = Principal(name="eve", permissions=frozenset({"jwt:sign:*"}))
+    for name in ("release", "nightly"):
+        with pytest.raises(Forbidden, match="lacks permission"):
+            check_requester(outsider, {"release": PROFILE}, name)
+    ci = Principal(name="ci", permissions=frozenset({"sign:request:*"}))
+    with pytest.raises(UnknownProfile, match="'nightly'"):
+        check_requester(ci, {"release": PROFILE}, "nightly")
 
 
 def test_an_unknown_profile_is_named() -> None:

@@ -6,23 +6,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from signer.approvals.rules import ApprovalExpired, ApprovalRequest, Decision
+from signer.approvals.rules import (
+    ApprovalExpired,
+    ApprovalRequest,
+    Decision,
+    QuorumUnreachable,
+)
 from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.auth import Principal
-from signer.codesign.records import Kind, RequestState
+from signer.codesign.records import Kind, RequestState, SigningRequest, UnknownSigningRequest
 from signer.codesign.requests import parse_request
-from signer.codesign.shell import OPERATION, CodeSigning
+from signer.codesign.shell import OPERATION, RETRY_AFTER_S, CodeSigning
+from signer.errors import HsmUnavailable
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
 from signer.service import SignerService
-from signer.settings import load_settings
+from signer.settings import Settings, load_settings
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock
 from tests.hsm_token import new_key_id
@@ -36,6 +42,13 @@ pin_env = "PIN"
 
 [store]
 url = "sqlite://state.db"
+
+[[rings]]
+name = "jwt-{ring}"
+alg = "ES256"
+rotation_period = "90d"
+prepublish = "7d"
+token_max_ttl = "5m"
 
 [[rings]]
 name = "{ring}"
@@ -76,6 +89,9 @@ class Node:
     audit: AuditWriter
     codesign: CodeSigning
     runs: list[str]
+    approvals: Approvals
+    settings: Settings
+    service: SignerService
 
 
 async def make_node(
@@ -110,7 +126,7 @@ async def make_node(
     else:
         for name in service.settings.rings:
             service.refresh(name.name, await store.keys(name.name))
-    return Node(store, audit, codesign, runs)
+    return Node(store, audit, codesign, runs, approvals, settings, service)
 
 
 @pytest.fixture
@@ -188,3 +204,107 @@ async def test_racing_final_votes_on_two_connections_sign_once(
     assert final.state is RequestState.SIGNED
     signs = [r for r in await first.store.audit_records() if r.action == "signing.sign"]
     assert len(signs) == 2  # the bundle and the approval bundle, once each
+
+
+async def signatures_of(node: Node, request_id: str) -> list[str]:
+    return [
+        str(r.details["output"])
+        for r in await node.store.audit_records()
+        if r.action == "signing.sign" and r.details["request"] == request_id
+    ]
+
+
+async def test_a_run_that_failed_at_quorum_is_retried_when_the_request_is_read(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """The HSM is down at quorum; once it is back, a read signs the request, exactly once."""
+    node, _, clock = nodes
+    hsm_up = False
+
+    async def run(request: ApprovalRequest) -> Mapping[str, Any]:
+        if not hsm_up:
+            raise HsmUnavailable("the HSM session is lost")
+        return await node.codesign.run(request)
+
+    node.approvals.register(OPERATION, run)
+    record, _ = await node.codesign.create(CI, parse_request(blob(4)))
+    await node.codesign.vote(record.id, approver("ann"), Decision.APPROVE, "ok")
+    with pytest.raises(HsmUnavailable):
+        await node.codesign.vote(record.id, approver("bob"), Decision.APPROVE, "ok")
+    clock.now += RETRY_AFTER_S
+    still, approval = await node.codesign.get(record.id)  # the retry fails: the GET answers
+    assert (still.state, approval.state if approval else None) == ("pending", "approved")
+    hsm_up = True
+    soon, _ = await node.codesign.get(record.id)
+    assert soon.state is RequestState.PENDING  # retries wait RETRY_AFTER_S between attempts
+    clock.now += RETRY_AFTER_S
+    signed, approval = await node.codesign.get(record.id)
+    assert signed.state is RequestState.SIGNED
+    assert signed.outputs
+    assert approval is not None
+    assert approval.state == "executed"
+    clock.now += RETRY_AFTER_S
+    await node.codesign.get(record.id)
+    assert sorted(await signatures_of(node, record.id)) == ["approval_bundle", "bundle"]
+
+
+async def test_a_read_during_create_never_finds_a_request_without_its_approval(
+    nodes: tuple[Node, Node, MovingClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list racing ``create`` cannot close the new request as expired."""
+    node, _, _ = nodes
+    create_approval = node.approvals.create
+    insert = node.store.insert_signing_request
+    seen: list[tuple[str, str]] = []
+
+    async def create_while_listing(**fields: Any) -> ApprovalRequest:
+        seen.extend((r.id, r.state.value) for r, _ in await node.codesign.list())
+        return await create_approval(**fields)
+
+    async def insert_linked(record: SigningRequest, **fields: Any) -> None:
+        assert await node.store.get_approval(record.approval_id) is not None
+        await insert(record, **fields)
+
+    monkeypatch.setattr(node.approvals, "create", create_while_listing)
+    monkeypatch.setattr(node.store, "insert_signing_request", insert_linked)
+    record, approval = await node.codesign.create(CI, parse_request(blob(5)))
+    assert "expired" not in {state for _, state in seen}
+    assert record.approval_id == approval.id
+    fresh, _ = await node.codesign.get(record.id)
+    assert fresh.state is RequestState.PENDING
+
+
+async def test_an_unreachable_quorum_is_refused_before_anything_is_written(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """A requester in its own approver group does not count towards quorum (409, no writes)."""
+    node, _, clock = nodes
+    (group,) = node.settings.groups
+    (profile,) = node.settings.profiles
+    settings = replace(
+        node.settings,
+        groups=(replace(group, members=("ann", "bob", "ci")),),
+        profiles=(replace(profile, approvals_required=3),),
+    )
+    codesign = CodeSigning(
+        settings, service=node.service, approvals=node.approvals, audit=node.audit, clock=clock
+    )
+    with pytest.raises(QuorumUnreachable, match="only 2 members besides the requester 'ci'"):
+        await codesign.create(CI, parse_request(blob(6)))
+    assert await node.store.signing_requests() == []
+    assert await node.store.approvals() == []
+    (refusal,) = [r for r in await node.store.audit_records() if r.action == "signing.request"]
+    assert (refusal.outcome, refusal.details["code"]) == ("denied", "quorum_unreachable")
+
+
+async def test_voting_on_a_request_one_may_not_see_is_a_404_like_a_missing_one(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    node, _, _ = nodes
+    record, _ = await node.codesign.create(CI, parse_request(blob(7)))
+    eve = Principal(name="eve", permissions=frozenset({"jwt:sign:*"}))
+    with pytest.raises(UnknownSigningRequest) as hidden:
+        await node.codesign.vote(record.id, eve, Decision.APPROVE, "")
+    with pytest.raises(UnknownSigningRequest) as missing:
+        await node.codesign.vote("sr_missing", eve, Decision.APPROVE, "")
+    assert hidden.value.detail == missing.value.detail.replace("sr_missing", record.id)
