@@ -17,11 +17,11 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from jwks.records import KeyRecord
 from jwks.thumbprint import KeyId
@@ -50,6 +50,12 @@ def sqlite_errors() -> Iterator[None]:
         raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"SQLite store error: {exc}") from exc
+
+
+# The tables of versioned documents (same shape, see sqlite_schema), and what each holds.
+_APPROVALS = "approvals"
+_SIGNING_REQUESTS = "signing_requests"
+_WHAT = {_APPROVALS: "approval", _SIGNING_REQUESTS: "signing request"}
 
 
 def _lease_key(name: str) -> str:
@@ -286,81 +292,6 @@ class SqliteStore:
 
         return await self._run(query)
 
-    async def insert_approval(
-        self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
-    ) -> None:
-        """Add a new approval request (and its audit records) atomically."""
-
-        def insert(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute(
-                    "INSERT INTO approvals (id, state, version, created_at, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        request.id,
-                        request.state.value,
-                        request.version,
-                        request.created_at,
-                        json.dumps(approval_json(request)),
-                    ),
-                )
-                _append_audit(conn, audit)
-
-        await self._run(insert)
-
-    async def update_approval(
-        self,
-        request: ApprovalRequest,
-        *,
-        expected_version: int,
-        audit: Sequence[AuditEntry] = (),
-    ) -> None:
-        """Replace a request if it is still at ``expected_version``; else ``StaleWrite``."""
-
-        def update(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                cursor = conn.execute(
-                    "UPDATE approvals SET state = ?, version = ?, body = ? "
-                    "WHERE id = ? AND version = ?",
-                    (
-                        request.state.value,
-                        request.version,
-                        json.dumps(approval_json(request)),
-                        request.id,
-                        expected_version,
-                    ),
-                )
-                if cursor.rowcount != 1:
-                    raise StaleWrite(f"approval {request.id} changed concurrently")
-                _append_audit(conn, audit)
-
-        await self._run(update)
-
-    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
-        """One approval request, if it exists."""
-
-        def query(conn: sqlite3.Connection) -> ApprovalRequest | None:
-            row = conn.execute("SELECT body FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-            return None if row is None else approval_from_json(json.loads(row[0]))
-
-        return await self._run(query)
-
-    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
-        """Approval requests (in ``state``), oldest first."""
-
-        def query(conn: sqlite3.Connection) -> list[ApprovalRequest]:
-            if state is None:
-                rows = conn.execute("SELECT body FROM approvals ORDER BY created_at").fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT body FROM approvals WHERE state = ? ORDER BY created_at", (state,)
-                ).fetchall()
-            return [approval_from_json(json.loads(row[0])) for row in rows]
-
-        return await self._run(query)
-
     async def get_meta(self, key: str) -> str | None:
         """A small named value (e.g. the audit key's kid)."""
 
@@ -444,28 +375,39 @@ class SqliteStore:
         self._closed = True
         self._executor.shutdown(wait=True)
 
+    async def insert_approval(
+        self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
+    ) -> None:
+        """Add a new approval request (and its audit records) atomically."""
+        await self._insert_document(_APPROVALS, request, approval_json(request), audit)
+
+    async def update_approval(
+        self,
+        request: ApprovalRequest,
+        *,
+        expected_version: int,
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """Replace a request if it is still at ``expected_version``; else ``StaleWrite``."""
+        await self._update_document(
+            _APPROVALS, request, approval_json(request), expected_version, audit
+        )
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest | None:
+        """One approval request, if it exists."""
+        body = await self._get_document(_APPROVALS, approval_id)
+        return None if body is None else approval_from_json(json.loads(body))
+
+    async def approvals(self, *, state: str | None = None) -> list[ApprovalRequest]:
+        """Approval requests (in ``state``), oldest first."""
+        bodies = await self._documents(_APPROVALS, state)
+        return [approval_from_json(json.loads(body)) for body in bodies]
+
     async def insert_signing_request(
         self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
     ) -> None:
         """Add a signing request (and its audit records) atomically; ``StaleWrite`` if it exists."""
-
-        def insert(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute(
-                    "INSERT INTO signing_requests (id, state, version, created_at, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        record.state.value,
-                        record.version,
-                        record.created_at,
-                        json.dumps(signing_request_json(record)),
-                    ),
-                )
-                _append_audit(conn, audit)
-
-        await self._run(insert)
+        await self._insert_document(_SIGNING_REQUESTS, record, signing_request_json(record), audit)
 
     async def update_signing_request(
         self,
@@ -475,51 +417,93 @@ class SqliteStore:
         audit: Sequence[AuditEntry] = (),
     ) -> None:
         """Replace a signing request still at ``expected_version``; else ``StaleWrite``."""
+        await self._update_document(
+            _SIGNING_REQUESTS, record, signing_request_json(record), expected_version, audit
+        )
 
+    async def get_signing_request(self, request_id: str) -> SigningRequest | None:
+        """One signing request, if it exists."""
+        body = await self._get_document(_SIGNING_REQUESTS, request_id)
+        return None if body is None else signing_request_from_json(json.loads(body))
+
+    async def signing_requests(self, *, state: str | None = None) -> list[SigningRequest]:
+        """Signing requests (in ``state``), oldest first."""
+        bodies = await self._documents(_SIGNING_REQUESTS, state)
+        return [signing_request_from_json(json.loads(body)) for body in bodies]
+
+    # Approvals and signing requests are versioned documents, each in a table of the same shape
+    # (id, state, version, created_at, body); every write is a compare-and-set on the version.
+
+    async def _insert_document(
+        self,
+        table: str,
+        document: ApprovalRequest | SigningRequest,
+        body: Mapping[str, Any],
+        audit: Sequence[AuditEntry],
+    ) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(  # a taken id fails as IntegrityError: StaleWrite (sqlite_errors)
+                    f"INSERT INTO {table} (id, state, version, created_at, body) "  # noqa: S608 -- table is one of two constants
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        document.id,
+                        document.state.value,
+                        document.version,
+                        document.created_at,
+                        json.dumps(body),
+                    ),
+                )
+                _append_audit(conn, audit)
+
+        await self._run(insert)
+
+    async def _update_document(
+        self,
+        table: str,
+        document: ApprovalRequest | SigningRequest,
+        body: Mapping[str, Any],
+        expected_version: int,
+        audit: Sequence[AuditEntry],
+    ) -> None:
         def update(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 cursor = conn.execute(
-                    "UPDATE signing_requests SET state = ?, version = ?, body = ? "
+                    f"UPDATE {table} SET state = ?, version = ?, body = ? "  # noqa: S608 -- table is one of two constants
                     "WHERE id = ? AND version = ?",
                     (
-                        record.state.value,
-                        record.version,
-                        json.dumps(signing_request_json(record)),
-                        record.id,
+                        document.state.value,
+                        document.version,
+                        json.dumps(body),
+                        document.id,
                         expected_version,
                     ),
                 )
                 if cursor.rowcount != 1:
-                    raise StaleWrite(f"signing request {record.id} changed concurrently")
+                    raise StaleWrite(f"{_WHAT[table]} {document.id} changed concurrently")
                 _append_audit(conn, audit)
 
         await self._run(update)
 
-    async def get_signing_request(self, request_id: str) -> SigningRequest | None:
-        """One signing request, if it exists."""
-
-        def query(conn: sqlite3.Connection) -> SigningRequest | None:
+    async def _get_document(self, table: str, doc_id: str) -> str | None:
+        def query(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT body FROM signing_requests WHERE id = ?", (request_id,)
+                f"SELECT body FROM {table} WHERE id = ?",  # noqa: S608 -- a constant table
+                (doc_id,),
             ).fetchone()
-            return None if row is None else signing_request_from_json(json.loads(row[0]))
+            return None if row is None else str(row[0])
 
         return await self._run(query)
 
-    async def signing_requests(self, *, state: str | None = None) -> list[SigningRequest]:
-        """Signing requests (in ``state``), oldest first."""
-
-        def query(conn: sqlite3.Connection) -> list[SigningRequest]:
-            if state is None:
-                rows = conn.execute(
-                    "SELECT body FROM signing_requests ORDER BY created_at, rowid"
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT body FROM signing_requests WHERE state = ? ORDER BY created_at, rowid",
-                    (state,),
-                ).fetchall()
-            return [signing_request_from_json(json.loads(row[0])) for row in rows]
+    async def _documents(self, table: str, state: str | None) -> list[str]:
+        def query(conn: sqlite3.Connection) -> list[str]:
+            where, args = ("", ()) if state is None else (" WHERE state = ?", (state,))
+            rows = conn.execute(
+                f"SELECT body FROM {table}{where} ORDER BY created_at, rowid",  # noqa: S608 -- constants
+                args,
+            ).fetchall()
+            return [str(row[0]) for row in rows]
 
         return await self._run(query)
