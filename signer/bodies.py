@@ -1,7 +1,9 @@
 """Reading JSON request bodies: media type, size limit, strict JSON.
 
 Strict means: no duplicate member names (two ``sub`` claims must not reach a token), no
-``NaN``/``Infinity``, and UTF-8 only (RFC 8259 §8.1).
+``NaN``/``Infinity``, UTF-8 only (RFC 8259 §8.1), and no string that is not Unicode text: a
+``\ud800`` escape decodes to a lone surrogate, which no later UTF-8 encoding (the audit log, a
+signed statement) accepts (I-JSON, RFC 7493 §2.1).
 """
 
 from __future__ import annotations
@@ -29,6 +31,54 @@ def _no_constants(name: str) -> Any:
     raise MalformedJson(f"{name} is not valid JSON")
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Where a value sits, as a parent pointer: (parent, member name or index), None at the top.
+_Where = tuple[Any, str | int] | None
+
+
+def _path(where: _Where) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, part = where
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(reversed(parts)).removeprefix(".")
+
+
+def _not_text(where: _Where, *, member_name: bool) -> MalformedJson:
+    path = _path(where)
+    if member_name:
+        what = f"a member name in {path}" if path else "a member name"
+    else:
+        what = path or "the body"
+    detail = f"{what} is not Unicode text (a lone surrogate escape)"
+    return MalformedJson(detail, field=path or None)
+
+
+def _check_text(document: Any) -> None:
+    """Raise ``MalformedJson`` naming the member or item that holds a lone surrogate."""
+    # Iterative, with parent pointers: constant memory per value however deep the document.
+    stack: list[tuple[_Where, Any]] = [(None, document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                raise _not_text(where, member_name=False)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _is_text(key):
+                    raise _not_text(where, member_name=True)
+                stack.append(((where, key), item))
+        elif isinstance(value, list):
+            stack.extend(((where, i), item) for i, item in enumerate(value))
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse strict JSON from ``raw``, raising ``MalformedJson`` with the position of a fault."""
     try:
@@ -36,13 +86,16 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise MalformedJson("the request body is not UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise MalformedJson(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise MalformedJson("the request body nests too deeply") from None
+    if "\\u" in text:  # valid UTF-8 holds no surrogates; only a \u escape can make one
+        _check_text(document)
+    return document
 
 
 async def read_json(request: web.Request, *, max_bytes: int) -> Any:

@@ -307,6 +307,10 @@ def test_a_principal_outside_the_requesters_gets_403(signer: SignerProcess) -> N
     for role in ("outsider", "approver1", "issuer"):
         status, problem = submit(signer, role, kind="blob", subjects=subjects)
         assert status == 403, (role, problem)
+    for role in ("approver1", "issuer"):
+        # Without a sign:request permission, whether a profile exists is not revealed either.
+        status, problem = submit(signer, role, profile="no-such", kind="blob", subjects=subjects)
+        assert status == 403, (role, problem)
     denials = [
         r
         for r in audit_records(signer)
@@ -358,6 +362,8 @@ def test_malformed_requests_are_400_naming_the_field(signer: SignerProcess) -> N
     assert (status, problem["code"], problem["field"]) == (400, "unknown_field", "extra")
     status, problem = submit(signer, kind="blob", subjects=[{"name": "a", "digest": {}}])
     assert (status, problem["field"]) == (400, "subjects")
+    status, problem = submit(signer, kind="blob", subjects=subjects, reason="\ud800")
+    assert (status, problem["code"], problem["field"]) == (400, "malformed_json", "reason")
 
 
 def test_a_denied_request_never_gets_outputs(signer: SignerProcess) -> None:
@@ -391,6 +397,8 @@ def test_the_requester_cannot_approve_and_outsiders_cannot_read(signer: SignerPr
         "GET", f"/v1/signing-requests/{request_id}", token=signer.setup.tokens["issuer"]
     )
     assert response.status == 404
+    status, problem = vote(signer, request_id, "issuer")
+    assert (status, problem["code"]) == (404, "unknown_signing_request")
 
 
 async def test_two_racing_final_approvals_sign_once(signer: SignerProcess) -> None:
