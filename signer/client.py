@@ -89,7 +89,10 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:
 def client_from_arguments(args: argparse.Namespace) -> ApiClient:
     """Build the client from ``--credentials`` or ``--url``/``--token-file``/``SIGNER_TOKEN``."""
     if args.credentials:
-        data = json.loads(Path(args.credentials).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(args.credentials).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--credentials {args.credentials!r}: {exc}") from None
         try:
             return ApiClient(url=args.url or data["url"], token=data["tokens"][args.role])
         except KeyError:

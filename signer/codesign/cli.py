@@ -23,8 +23,6 @@ error, 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import re
 import sys
@@ -32,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attest.b64 import b64_decode
 from signer.client import ApiClient, add_client_arguments, client_from_arguments
+from signer.codesign.files import read_json, sha256_file
 from signer.errors import ConfigError
 
 _SUBJECT = re.compile(r"^(?P<name>.+)=(?:sha256:)?(?P<hex>[0-9a-f]{64})$")
@@ -49,11 +49,8 @@ def _subjects(args: argparse.Namespace) -> list[dict[str, Any]]:
         subjects.append({"name": match["name"], "digest": {"sha256": match["hex"]}})
     for path_text in args.file or []:
         path = Path(path_text)
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        subjects.append({"name": path.name, "digest": {"sha256": digest.hexdigest()}})
+        digest = sha256_file(path, "--file")
+        subjects.append({"name": path.name, "digest": {"sha256": digest.hex()}})
     if not subjects:
         raise ConfigError("pass at least one --file or --subject")
     return subjects
@@ -72,7 +69,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     if args.predicate_type:
         body["predicate_type"] = args.predicate_type
     if args.predicate:
-        body["predicate"] = json.loads(Path(args.predicate).read_text(encoding="utf-8"))
+        body["predicate"] = read_json(Path(args.predicate), "--predicate")
     answer = client.call("POST", "/v1/signing-requests", body)
     print(answer["id"])
     approval = answer.get("approval") or {}
@@ -150,7 +147,7 @@ def write_outputs(client: ApiClient, answer: dict[str, Any], out: Path) -> list[
     simple = outputs.get("simple_signing")
     if simple is not None:
         # The payload bytes exactly as signed; the signature base64 as cosign's --signature reads.
-        files["simple-signing.json"] = base64.b64decode(simple["payload"])
+        files["simple-signing.json"] = b64_decode(simple["payload"], "simple_signing.payload")
         files["simple-signing.sig"] = simple["signature"].encode()
     if answer.get("key_url"):
         files["key.pem"] = client.fetch(answer["key_url"])

@@ -5,26 +5,28 @@ verifier already holds, or a JWKS URL it chose to trust; nothing is looked up fr
 A bundle's hint and an envelope's keyid only pick a key from a JWKS; with a PEM, the one key is
 the only candidate whatever they say.
 
+A ``--jwks`` URL must be https (http only on a loopback host): the JWKS is the trust root.
+
 Exit codes: 0 only when the signature verifies (and, when given, the artifact or digest matches);
-1 when it does not; 2 for unreadable input or bad usage.
+1 when it does not (a parsed but malformed bundle or envelope included); 2 for bad usage or input
+that cannot be read at all (a missing file, text that is not JSON, an unreachable JWKS), with a
+one-line message.
 """
 
 # ruff: noqa: T201 -- printing is the command line's interface (as signer/cli.py)
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
-import hashlib
-import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from attest.approval import APPROVAL_PREDICATE_TYPE, approval_from_json
+from attest.b64 import b64_decode
 from attest.bundle import loads_bundle
 from attest.dsse import loads_envelope
 from attest.errors import AttestError, VerificationError
@@ -32,10 +34,12 @@ from attest.intoto import PAYLOAD_TYPE, Statement, loads_statement
 from attest.keys import PublicKey, RsaPssPublicKey
 from attest.verify import verify_bundle, verify_envelope, verify_simple_signing
 from jwks.jwk import Jwk, public_key_from_jwk
-from signer.client import fetch_url
+from signer.client import ApiError, fetch_url
+from signer.codesign.files import parse_json, read_bytes, sha256_file
 from signer.errors import ConfigError
 
 _DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def load_pem_key(data: bytes) -> PublicKey:
@@ -72,21 +76,38 @@ def jwks_keys(document: object) -> dict[str, PublicKey]:
     return keys
 
 
+def check_jwks_url(url: str) -> str:
+    """``url`` if a JWKS fetched from it can be trusted: https, or http on a loopback host only.
+
+    Over plain http anyone on the path could substitute their own keys and have any signature
+    "verify"; loopback http stays allowed for a signer on the same host (and for tests).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return url
+    raise ConfigError(
+        f"--jwks {url!r}: a trusted JWKS must be fetched over https "
+        "(http only from 127.0.0.1, ::1 or localhost)"
+    )
+
+
 def _trusted(args: argparse.Namespace, hints: list[str]) -> dict[str, PublicKey]:
     """Trusted keys by the names the signed object uses (a PEM answers to every name)."""
     if args.key:
-        key = load_pem_key(Path(args.key).read_bytes())
+        key = load_pem_key(read_bytes(Path(args.key), "--key"))
         return dict.fromkeys(hints, key) or {"key": key}
-    return jwks_keys(json.loads(fetch_url(args.jwks)))
+    try:
+        document = fetch_url(args.jwks)
+    except ApiError as exc:
+        raise ConfigError(f"--jwks: {exc}") from None
+    return jwks_keys(parse_json(document, f"--jwks {args.jwks!r}"))
 
 
 def _artifact_digest(args: argparse.Namespace) -> bytes | None:
     if args.artifact:
-        digest = hashlib.sha256()
-        with Path(args.artifact).open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.digest()
+        return sha256_file(Path(args.artifact), "--artifact")
     if args.digest:
         match = _DIGEST.match(args.digest)
         if match is None:
@@ -111,7 +132,7 @@ def _describe(statement: Statement) -> str:
 
 
 def _verify_bundle(args: argparse.Namespace) -> str:
-    bundle = loads_bundle(Path(args.bundle).read_bytes())
+    bundle = loads_bundle(_json_file(args.bundle, "--bundle"))
     trusted = _trusted(args, [bundle.hint])
     verified = verify_bundle(bundle, trusted_keys=trusted, artifact_digest=_artifact_digest(args))
     if verified.statement is not None:
@@ -124,7 +145,7 @@ def _verify_bundle(args: argparse.Namespace) -> str:
 
 
 def _verify_envelope(args: argparse.Namespace) -> str:
-    envelope = loads_envelope(Path(args.envelope).read_bytes())
+    envelope = loads_envelope(_json_file(args.envelope, "--envelope"))
     hints = [s.keyid for s in envelope.signatures if s.keyid]
     verified = verify_envelope(
         envelope, trusted_keys=_trusted(args, hints), payload_types=(args.payload_type,)
@@ -139,16 +160,27 @@ def _verify_envelope(args: argparse.Namespace) -> str:
     return text
 
 
-def _signature_bytes(text: bytes) -> bytes:
+def _json_file(path: str, option: str) -> bytes:
+    """The bytes of a JSON file; not JSON at all is unreadable input (exit 2), not a failure
+    to verify. attest then parses them strictly."""
+    data = read_bytes(Path(path), option)
+    parse_json(data, f"{option} {path!r}")
+    return data
+
+
+def _signature_bytes(data: bytes) -> bytes:
+    """A signature file: base64 as cosign writes it (one final line break allowed), or DER."""
+    line = data.removesuffix(b"\n").removesuffix(b"\r")
     try:
-        return base64.b64decode(text.strip(), validate=True)
-    except binascii.Error:
-        return text  # raw DER, as some tools write it
+        # attest.b64 is strict: one alphabet, canonical padding and pad bits, no whitespace.
+        return b64_decode(line.decode("ascii"), "--signature")
+    except (UnicodeDecodeError, AttestError):
+        return data  # raw DER, as some tools write it
 
 
 def _verify_simple_signing(args: argparse.Namespace) -> str:
-    payload = Path(args.simple_signing).read_bytes()
-    signature = _signature_bytes(Path(args.signature).read_bytes())
+    payload = read_bytes(Path(args.simple_signing), "--simple-signing")
+    signature = _signature_bytes(read_bytes(Path(args.signature), "--signature"))
     digest = _artifact_digest(args)
     expected = None if digest is None else f"sha256:{digest.hex()}"
     problems = []
@@ -167,9 +199,22 @@ def _verify_simple_signing(args: argparse.Namespace) -> str:
     raise VerificationError("; ".join(problems) or "no key verifies the signature")
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
+def _check_usage(args: argparse.Namespace) -> None:
     if args.simple_signing and not args.signature:
         raise ConfigError("--simple-signing needs --signature")
+    if args.jwks:
+        check_jwks_url(args.jwks)
+    if args.envelope and args.payload_type != PAYLOAD_TYPE and (args.artifact or args.digest):
+        # Only an in-toto statement names subjects; any other payload cannot be checked against
+        # the artifact, and silently skipping the check would report a match never made.
+        raise ConfigError(
+            f"--artifact and --digest need --payload-type {PAYLOAD_TYPE} (an in-toto statement "
+            f"names its subjects; {args.payload_type!r} does not)"
+        )
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    _check_usage(args)
     try:
         if args.bundle:
             message = _verify_bundle(args)
