@@ -214,7 +214,9 @@ def run_all(
             loader,
             args,
             server=baseline if on_baseline else signer,
-            metrics_url=None if on_baseline else setup.url,
+            # /metrics is per process: with several workers a scrape sees one of them, so the
+            # stage breakdown is skipped and CPU is divided by the load tool's count instead.
+            metrics_url=None if on_baseline or args.workers > 1 else setup.url,
         )
         results.append(result)
         if scenario.name == args.profile and result.status is Status.OK:
