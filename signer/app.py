@@ -1,6 +1,6 @@
 """The HTTP application: ``create_app`` wires settings, HSM, store and handlers together.
 
-Handlers parse, call the service and render; errors are rendered by ``problem_middleware``.
+Handlers parse, call the service and render; errors are rendered by ``request_middleware``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from signer.context import (
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
 from signer.metrics import CONTENT_TYPE, InstrumentedBackend, Metrics
-from signer.problems import problem_middleware, request_middleware
+from signer.problems import request_middleware
 from signer.ratelimit import RateLimiter
 from signer.rings import ref_of
 from signer.service import Clock, SignedJwt, SignerService
@@ -192,7 +192,7 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
     """Build the application; HSM and store open on start-up and close on clean-up."""
     metrics = Metrics()
     app = web.Application(
-        middlewares=[request_middleware, problem_middleware],
+        middlewares=[request_middleware],
         # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
         client_max_size=settings.server.max_body_bytes + 1024,
     )

@@ -124,12 +124,25 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
 
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request an id (logs, header, problems) and time it by route and status."""
+    """Give the request an id (logs, header, problems), render errors as problems, and time it
+    by route and status.
+
+    One middleware, not two: each layer is a call on every request, and the JWKS hot path is
+    little more than those calls (docs/performance.md).
+    """
     token = request_id.set(new_request_id(request.headers.get("X-Request-Id")))
     start = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # a redirect or the like: aiohttp sends it as it is
+                status = exc.status
+                raise
+            response = _http_problem(exc)
+        except Exception as exc:  # noqa: BLE001 -- every error becomes a problem response
+            response = await _problem_for(request, exc)
         status = response.status
         response.headers["X-Request-Id"] = request_id.get() or ""
         return response
@@ -153,24 +166,21 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         request_id.reset(token)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error raised by a handler into a problem response."""
-    try:
-        return await handler(request)
-    except SignerError as exc:
-        if exc.status >= 500:
-            log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
-        if isinstance(exc, RateLimited) and METRICS in request.app:
-            request.app[METRICS].rate_limited.labels(principal_name(request)).inc()
-        if isinstance(exc, AUDITED_REFUSALS):
-            await _audit_refusal(request, exc)
-        return problem_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _render(_http_exception_body(exc), headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+async def _problem_for(request: web.Request, exc: Exception) -> web.Response:
+    """The problem response for an error a handler raised (audited when it is a refusal)."""
+    if not isinstance(exc, SignerError):
+        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return problem_response(SignerError("the signer failed to handle this request"))
+    if exc.status >= 500:
+        log.warning("request failed: %s %s: %s", request.method, request.path, exc.code)
+    if isinstance(exc, RateLimited) and METRICS in request.app:
+        request.app[METRICS].rate_limited.labels(principal_name(request)).inc()
+    if isinstance(exc, AUDITED_REFUSALS):
+        await _audit_refusal(request, exc)
+    return problem_response(exc)
+
+
+def _http_problem(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) as a problem."""
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return _render(_http_exception_body(exc), headers)
