@@ -12,6 +12,7 @@ from aiohttp import web
 
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
+from signer import routing
 from signer.approvals.rules import ApprovalPolicy
 from signer.approvals.rules import to_json as approval_json
 from signer.auth import require
@@ -136,12 +137,12 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the admin endpoints."""
-    app.router.add_get("/v1/rings", list_rings)
-    app.router.add_get("/v1/rings/{ring}", get_ring)
-    app.router.add_post("/v1/rings/{ring}/rotate", rotate_ring)
-    app.router.add_post("/v1/keys/{kid}/revoke", revoke_key)
-    app.router.add_post("/v1/keys/{kid}/destroy", destroy_key)
-    app.router.add_post("/v1/keys/{kid}/reinstate", reinstate_key)
+    routing.get(app, "/v1/rings", list_rings)
+    routing.get(app, "/v1/rings/{ring}", get_ring)
+    routing.post(app, "/v1/rings/{ring}/rotate", rotate_ring)
+    routing.post(app, "/v1/keys/{kid}/revoke", revoke_key)
+    routing.post(app, "/v1/keys/{kid}/destroy", destroy_key)
+    routing.post(app, "/v1/keys/{kid}/reinstate", reinstate_key)
 
 
 async def _key_operation(request: web.Request, operation: str) -> web.Response:

@@ -1,6 +1,7 @@
 """The HTTP application: ``create_app`` wires settings, HSM, store and handlers together.
 
-Handlers parse, call the service and render; errors are rendered by ``request_middleware``.
+Handlers parse, call the service and render; ``signer.problems.serve`` wraps every handler
+(``signer.routing``) and renders its errors.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from jwks.document import etag_matches
 from jwks.thumbprint import KeyId
-from signer import admin
+from signer import admin, routing
 from signer.approvals import http as approvals_http
 from signer.approvals.rules import ApprovalRequest
 from signer.approvals.shell import Approvals
@@ -46,7 +47,6 @@ from signer.context import (
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
 from signer.metrics import CONTENT_TYPE, InstrumentedBackend, Metrics
-from signer.problems import request_middleware
 from signer.ratelimit import RateLimiter
 from signer.rings import ref_of
 from signer.service import Clock, SignedJwt, SignerService
@@ -192,7 +192,6 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
     """Build the application; HSM and store open on start-up and close on clean-up."""
     metrics = Metrics()
     app = web.Application(
-        middlewares=[request_middleware],
         # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
         client_max_size=settings.server.max_body_bytes + 1024,
     )
@@ -243,17 +242,18 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
             await state.aclose()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/.well-known/jwks.json", default_jwks)
-    app.router.add_get("/v1/rings/{ring}/jwks.json", ring_jwks)
-    app.router.add_post("/v1/rings/{ring}/jwt", sign_jwt)
-    app.router.add_post("/v1/rings/{ring}/jwt:batch", sign_jwt_batch)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
+    routing.get(app, "/.well-known/jwks.json", default_jwks)
+    routing.get(app, "/v1/rings/{ring}/jwks.json", ring_jwks)
+    routing.post(app, "/v1/rings/{ring}/jwt", sign_jwt)
+    routing.post(app, "/v1/rings/{ring}/jwt:batch", sign_jwt_batch)
+    routing.get(app, "/healthz", healthz)
+    routing.get(app, "/readyz", readyz)
+    routing.get(app, "/metrics", metrics_endpoint)
     admin.add_routes(app)
     approvals_http.add_routes(app)
     codesign_http.add_routes(app)
     audit_http.add_routes(app)
+    routing.add_fallback(app)  # last: it matches every path
     return app
 
 

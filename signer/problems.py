@@ -122,13 +122,13 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
         log.exception("could not audit a refused request to %s", request.path)
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request an id (logs, header, problems), render errors as problems, and time it
-    by route and status.
+async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run ``handler`` with a request id (logs, header, problems), errors rendered as problems,
+    and its time observed by route and status.
 
-    One middleware, not two: each layer is a call on every request, and the JWKS hot path is
-    little more than those calls (docs/performance.md).
+    Every route's handler is wrapped in this (``signer.routing``) rather than run through an
+    aiohttp middleware: an application with any middleware pays two extra calls per request
+    (aiohttp adds one of its own), a third of the JWKS hot path (docs/performance.md).
     """
     token = request_id.set(new_request_id(request.headers.get("X-Request-Id")))
     start = time.perf_counter()
@@ -148,8 +148,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     finally:
         elapsed = time.perf_counter() - start
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
+        name = route_name(request)
         metrics = request.app.get(METRICS)
         if metrics is not None:
             metrics.request_timer(request.method, name, status).observe(elapsed)
@@ -164,6 +163,18 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
                 },
             )
         request_id.reset(token)
+
+
+# The catch-all route's path (signer.routing): requests it answers are labelled "unmatched".
+FALLBACK_PATH = "/{unmatched:.*}"
+
+
+def route_name(request: web.Request) -> str:
+    """The route's canonical path, the metrics label of a request."""
+    resource = request.match_info.route.resource
+    if resource is None or resource.canonical == "/{unmatched}":
+        return "unmatched"
+    return resource.canonical
 
 
 async def _problem_for(request: web.Request, exc: Exception) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from signer import routing
 from signer.approvals.rules import ApprovalRequest, ApprovalState, Decision, UnknownApproval
 from signer.approvals.rules import to_json as approval_json
 from signer.auth import Principal
@@ -85,7 +86,7 @@ async def deny(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the approval endpoints."""
-    app.router.add_get("/v1/approvals", list_approvals)
-    app.router.add_get("/v1/approvals/{id}", get_approval)
-    app.router.add_post("/v1/approvals/{id}/approve", approve)
-    app.router.add_post("/v1/approvals/{id}/deny", deny)
+    routing.get(app, "/v1/approvals", list_approvals)
+    routing.get(app, "/v1/approvals/{id}", get_approval)
+    routing.post(app, "/v1/approvals/{id}/approve", approve)
+    routing.post(app, "/v1/approvals/{id}/deny", deny)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from jwks.document import build_jwks
 from jwks.jwk import Jwk, published_jwk
+from signer import routing
 from signer.auth import require
 from signer.context import SERVICE, json_response, principal_of
 from signer.errors import InvalidField
@@ -47,5 +48,5 @@ async def audit_keys(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the audit endpoints."""
-    app.router.add_get("/v1/audit", list_audit)
-    app.router.add_get("/v1/audit/keys", audit_keys)
+    routing.get(app, "/v1/audit", list_audit)
+    routing.get(app, "/v1/audit/keys", audit_keys)

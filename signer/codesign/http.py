@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jwks.jwk import Jwk, public_key_from_jwk
 from jwks.lifecycle import published
+from signer import routing
 from signer.approvals.http import read_comment
 from signer.approvals.rules import ApprovalJson, ApprovalRequest, Decision
 from signer.approvals.rules import to_json as approval_json
@@ -161,9 +162,9 @@ async def key_pem(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the signing-request and key PEM endpoints."""
-    app.router.add_post("/v1/signing-requests", create_request)
-    app.router.add_get("/v1/signing-requests", list_requests)
-    app.router.add_get("/v1/signing-requests/{id}", get_request)
-    app.router.add_post("/v1/signing-requests/{id}/approve", approve)
-    app.router.add_post("/v1/signing-requests/{id}/deny", deny)
-    app.router.add_get("/v1/rings/{ring}/keys/{kid}.pem", key_pem)
+    routing.post(app, "/v1/signing-requests", create_request)
+    routing.get(app, "/v1/signing-requests", list_requests)
+    routing.get(app, "/v1/signing-requests/{id}", get_request)
+    routing.post(app, "/v1/signing-requests/{id}/approve", approve)
+    routing.post(app, "/v1/signing-requests/{id}/deny", deny)
+    routing.get(app, "/v1/rings/{ring}/keys/{kid}.pem", key_pem)

@@ -128,10 +128,18 @@ def test_rate_limited_principal_gets_429_with_retry_after(signer: SignerProcess)
 
 
 def test_unknown_route_and_method_are_problems(signer: SignerProcess) -> None:
-    assert_problem(signer.request("GET", "/v1/nothing"), 404, "not_found")
+    missing = signer.request("DELETE", "/v1/nothing/at/all")
+    assert_problem(missing, 404, "not_found")
+    assert missing.headers["X-Request-Id"]
     response = signer.request("GET", SIGN)
     assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+    jwks = signer.request("POST", "/.well-known/jwks.json", body={})
+    assert_problem(jwks, 405, "method_not_allowed")
+    assert "GET" in jwks.headers["Allow"]
+    metrics = signer.request("GET", "/metrics").body.decode()
+    assert 'method="DELETE",route="unmatched",status="404"' in metrics
+    assert "{unmatched" not in metrics  # the catch-all never leaks its pattern as a label
 
 
 def test_tokens_never_reach_the_log(signer: SignerProcess) -> None:

@@ -1,0 +1,52 @@
+"""Route registration: every handler wrapped by ``signer.problems.serve``, and a catch-all.
+
+The wrapper does what a middleware would (request id, problem rendering, timing) without the
+per-request cost of aiohttp's middleware chain. Because aiohttp's own 404 and 405 answers never
+reach a handler, a catch-all route, registered last, answers them as problems: it finds the
+methods the path allows the way aiohttp's router does, and says 405 with ``Allow`` or 404.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signer.problems import FALLBACK_PATH, Handler, serve
+
+
+def wrap(handler: Handler) -> Handler:
+    """``handler`` with a request id, problem rendering and timing around it."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        return await serve(request, handler)
+
+    wrapped.__name__ = getattr(handler, "__name__", "handler")
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def get(app: web.Application, path: str, handler: Handler) -> None:
+    """Register a GET (and HEAD) route."""
+    app.router.add_get(path, wrap(handler))
+
+
+def post(app: web.Application, path: str, handler: Handler) -> None:
+    """Register a POST route."""
+    app.router.add_post(path, wrap(handler))
+
+
+def add_fallback(app: web.Application) -> None:
+    """The catch-all, after every other route: unknown paths and methods get problems too."""
+    app.router.add_route("*", FALLBACK_PATH, wrap(_no_route))
+
+
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == "/{unmatched}":
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound
