@@ -40,7 +40,6 @@ def test_jtis_are_distinct_16_byte_values_across_buffer_refills() -> None:
     assert all(len(b64url_decode(jti)) == 16 for jti in jtis)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_worker_does_not_repeat_its_parents_jtis() -> None:
     """Workers are forked; a shared random buffer would give two workers the same jti."""
     request = JwtRequest.parse({"claims": {}}, token_max_ttl=MAX)
