@@ -246,6 +246,14 @@ class SignerService:
         """The HSM key that signs audit checkpoints; generated (and audited) if ``create``."""
         kid = await self.store.get_meta(AUDIT_KID)
         record = None if kid is None else await self.store.get_key(KeyId(kid))
+        if record is None:
+            # The pointer is written after the key's record: a crash in between leaves the
+            # record (the audit ring's one active key) without it. Adopt it, or every later
+            # start would fail to insert a second active key in the ring.
+            active = [r for r in await self.store.keys(AUDIT_RING) if r.state is KeyState.ACTIVE]
+            if active:
+                record = active[0]
+                await self.store.set_meta(AUDIT_KID, record.kid)
         if record is not None:
             await self.prove_record(record)
             return record

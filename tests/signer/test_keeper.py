@@ -18,7 +18,7 @@ from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
 from signer.leadership import LEASE, LEASE_TTL
 from signer.rings import ref_of
-from signer.service import SignerService
+from signer.service import AUDIT_KID, AUDIT_POLICY, AUDIT_RING, SignerService
 from signer.settings import Settings, load_settings
 from signer.store.base import Fence, FencedOut, KeyUpdate, StateStore
 from signer.store.redis import RedisStore
@@ -421,6 +421,26 @@ async def test_a_fenced_out_former_leader_cannot_write(
             await new.store.update_keys([], fence=stale)
     finally:
         await close_rigs(old, new)
+
+
+async def test_start_adopts_an_audit_key_whose_pointer_was_never_written(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    """A crash between inserting the audit key's record and pointing at it must not leave a
+    signer that can never start again (a second active key in the audit ring is refused)."""
+    fresh = make_rig(tmp_path, backend, "a" + new_key_id()[:12])
+    orphaned = await fresh.service.generate_key(AUDIT_POLICY, active=True)
+    await fresh.store.insert_key(orphaned)  # ... and the process died before set_meta
+    await fresh.audit.start()
+    try:
+        await fresh.keeper.start()
+
+        assert await fresh.store.get_meta(AUDIT_KID) == orphaned.kid
+        audit_keys = await fresh.store.keys(AUDIT_RING)
+        assert [k.kid for k in audit_keys] == [orphaned.kid]
+    finally:
+        await fresh.audit.aclose()
+        await fresh.store.aclose()
 
 
 async def test_a_paused_former_leaders_sweep_spares_the_new_leaders_key(
