@@ -269,15 +269,18 @@ class Keeper:
         """Persist ``changes`` and their audit records atomically, then switch the view."""
         if not changes:
             return
+        updates = [KeyUpdate(record=c.after, expected=c.before.state) for c in changes]
+        entries = [self._audit_change(c, actor) for c in changes]
         try:
-            await self._store.update_keys(
-                [KeyUpdate(record=c.after, expected=c.before.state) for c in changes],
-                audit=[self._audit_change(c, actor) for c in changes],
-                fence=self._lease.fence(),
-            )
+            await self._store.update_keys(updates, audit=entries, fence=self._lease.fence())
         except FencedOut as exc:
             self._lease.fenced_out(exc)
-            raise
+            if actor == SYSTEM:
+                raise
+            # An operator's request (rotate, revoke, an approved destroy): handled from here on
+            # as a follower handles one, unfenced; the compare-and-set on every key's state
+            # still refuses it if the new leader moved a key since it was read.
+            await self._store.update_keys(updates, audit=entries)
         self._audit.notify()
         written = {r.kid: r for r in records} | {c.after.kid: c.after for c in changes}
         self._service.refresh(policy.name, list(written.values()))

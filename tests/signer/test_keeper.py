@@ -412,13 +412,35 @@ async def test_a_fenced_out_former_leader_cannot_write(
         assert new.keeper.leader
         assert new.keeper.epoch == old_epoch + 1
         before = await new.records()
+        old.clock.now += PERIOD  # a scheduled step is due; the old leader still thinks it leads
         with pytest.raises(FencedOut):
-            await old.keeper.rotate(old.ring, immediate=False)  # it still thinks it leads
+            await old.keeper.tick(old.settings.rings[0])
         assert not old.keeper.leader
         assert await new.records() == before
         stale = Fence(name=LEASE, owner="anyone", epoch=old_epoch)
         with pytest.raises(FencedOut):
             await new.store.update_keys([], fence=stale)
+    finally:
+        await close_rigs(old, new)
+
+
+async def test_an_operators_request_to_a_fenced_out_leader_is_served_as_by_a_follower(
+    tmp_path: Path, backend: Pkcs11Backend
+) -> None:
+    """Losing the lease is internal: the operator's rotation still lands (unfenced, under the
+    keys' compare-and-set), and the former leader steps down instead of answering 409."""
+    path = tmp_path / "state.db"
+    stores = [SqliteStore(path), SqliteStore(path)]
+    old, new = await replica_pair(tmp_path, backend, stores, "g" + new_key_id()[:12])
+    try:
+        old.clock.now += LEASE_TTL + 1
+        await new.keeper.start()
+
+        await old.keeper.rotate(old.ring, immediate=False, actor="admin")
+
+        assert not old.keeper.leader
+        active = [r for r in await new.records() if r.state is KeyState.ACTIVE]
+        assert active[0].rotate_requested_at is not None
     finally:
         await close_rigs(old, new)
 
