@@ -26,7 +26,7 @@ from signer.errors import (
     UnknownField,
     UnknownKey,
 )
-from signer.keeper import policy_document
+from signer.key_events import policy_document
 from signer.rings import RingView
 
 MAX_REASON = 500

@@ -30,7 +30,6 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from jwks import lifecycle
 from jwks.lifecycle import Change, Generate
@@ -39,6 +38,7 @@ from jwks.thumbprint import KeyId
 from signer.audit.chain import AuditEntry
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, SignerError, UnknownKey
+from signer.key_events import change_record, policy_document
 from signer.keygen import KeyMaker
 from signer.leadership import LEASE_TTL, Leadership
 from signer.rings import ref_of
@@ -49,16 +49,6 @@ from signer.store.base import FencedOut, KeyUpdate, StaleWrite
 log = logging.getLogger("signer.keeper")
 
 SYSTEM = "system"
-# The audit verb of moving a key into each state.
-_VERBS = {
-    KeyState.PENDING: "publish",
-    KeyState.ACTIVE: "activate",
-    KeyState.DRAINING: "drain",
-    KeyState.RETIRED: "retire",
-    KeyState.REVOKED: "revoke",
-    KeyState.DESTROYED: "destroy",
-}
-_BACKOUT = frozenset({KeyState.REVOKED, KeyState.RETIRED})
 
 MAX_ROUNDS = 8  # a tick settles in at most: promote, retire, destroy, generate
 RECONCILE_SECONDS = 60.0
@@ -82,24 +72,6 @@ class RevocationDone:
 
     revoked: KeyRecord
     active: KeyId | None  # the ring's signing key after the kill-switch
-
-
-def policy_document(policy: RingPolicy) -> dict[str, Any]:
-    """A ring's policy as JSON: what the admin API shows and the audit log records."""
-    return {
-        "alg": policy.alg.value,
-        "rotation_period": policy.rotation_period,
-        "prepublish": policy.prepublish,
-        "token_max_ttl": policy.token_max_ttl,
-        "jwks_max_age": policy.jwks_max_age,
-        "clock_skew": policy.clock_skew,
-        "retain": policy.retain,
-        "allow_immediate_rotation": policy.allow_immediate_rotation,
-        "approvals": {
-            op: {"group": rule.group, "required": rule.required}
-            for op, rule in sorted(policy.approvals.items())
-        },
-    }
 
 
 class Keeper:
@@ -297,23 +269,7 @@ class Keeper:
                 await self._backend.destroy(ref_of(change.after))
 
     def _audit_change(self, change: Change, actor: str) -> AuditEntry:
-        before, after = change.before.state, change.after.state
-        verb = "reinstate" if after is KeyState.DRAINING and before in _BACKOUT else _VERBS[after]
-        details: dict[str, Any] = {
-            "ring": change.after.ring,
-            "kid": change.after.kid,
-            "from": before.value,
-            "to": after.value,
-            "reason": change.reason,
-        }
-        if after is KeyState.ACTIVE:
-            details["emergency"] = change.after.emergency
-        return self._audit.make(
-            actor=actor,
-            action=f"key.{verb}",
-            target=f"ring/{change.after.ring}/{change.after.kid}",
-            details=details,
-        )
+        return self._audit.make(**change_record(change, actor))
 
     async def _generate(self, policy: RingPolicy, why: Generate, actor: str = SYSTEM) -> KeyRecord:
         record = await self._maker.make(policy, why, epoch=self._lease.epoch)
