@@ -167,12 +167,13 @@ async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 # The catch-all route's path (signer.routing): requests it answers are labelled "unmatched".
 FALLBACK_PATH = "/{unmatched:.*}"
+FALLBACK_CANONICAL = "/{unmatched}"  # how aiohttp names that resource
 
 
 def route_name(request: web.Request) -> str:
     """The route's canonical path, the metrics label of a request."""
     resource = request.match_info.route.resource
-    if resource is None or resource.canonical == "/{unmatched}":
+    if resource is None or resource.canonical == FALLBACK_CANONICAL:
         return "unmatched"
     return resource.canonical
 

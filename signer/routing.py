@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from signer.problems import FALLBACK_PATH, Handler, serve
+from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, Handler, serve
 
 
 def wrap(handler: Handler) -> Handler:
@@ -42,7 +42,7 @@ def add_fallback(app: web.Application) -> None:
 async def _no_route(request: web.Request) -> web.StreamResponse:
     allowed: set[str] = set()
     for resource in request.app.router.resources():
-        if resource.canonical == "/{unmatched}":
+        if resource.canonical == FALLBACK_CANONICAL:
             continue
         match, methods = await resource.resolve(request)
         if match is None:

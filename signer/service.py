@@ -116,7 +116,7 @@ class SignerService:
         self.audit = audit
         self._policies: dict[str, RingPolicy] = {r.name: r for r in settings.rings}
         # settings._check_artifact_rings: these rings' keys never sign a JWT.
-        self._artifact_rings = frozenset(profile.ring for profile in settings.profiles)
+        self._artifact_rings = settings.artifact_rings
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)
         self._revoked: set[KeyId] = set()

@@ -152,6 +152,11 @@ class Settings:
         """The policy of ring ``name``, if configured."""
         return next((r for r in self.rings if r.name == name), None)
 
+    @property
+    def artifact_rings(self) -> frozenset[str]:
+        """Rings a signing profile uses: they sign artifacts only, never JWTs."""
+        return frozenset(profile.ring for profile in self.profiles)
+
 
 class _Table:
     """A TOML table being consumed: every read is by a dotted path used in error messages."""
@@ -515,7 +520,7 @@ def _check_artifact_rings(settings: Settings) -> None:
     whose digest is that of a JWS signing input would be a valid token. ``jwt:sign:*`` grants
     therefore cover JWT rings only, and explicit grants of an artifact ring are refused here.
     """
-    artifact_rings = {profile.ring for profile in settings.profiles}
+    artifact_rings = settings.artifact_rings
     if settings.server.default_ring in artifact_rings:
         raise ConfigError(
             f"server.default_ring: ring {settings.server.default_ring!r} signs artifacts "
