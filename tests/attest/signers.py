@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from attest.bundle import Bundle
+from attest.dsse import Envelope
 from attest.keys import PublicKey, RsaPssPublicKey
 
 Sign: TypeAlias = Callable[[bytes], bytes]
@@ -58,3 +60,17 @@ def public(key: PrivateKey, *, pss: bool = False) -> PublicKey:
         assert isinstance(public_key, rsa.RSAPublicKey)
         return RsaPssPublicKey(key=public_key)
     return public_key
+
+
+def tampered_envelope(
+    bundle: Bundle, *, payload_type: str | None = None, payload: bytes | None = None
+) -> Bundle:
+    """``bundle`` with its DSSE envelope's payload type or payload changed, signature kept."""
+    envelope = bundle.content
+    assert isinstance(envelope, Envelope)
+    changed = Envelope(
+        payload_type=envelope.payload_type if payload_type is None else payload_type,
+        payload=envelope.payload if payload is None else payload,
+        signatures=envelope.signatures,
+    )
+    return Bundle(hint=bundle.hint, content=changed)

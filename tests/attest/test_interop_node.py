@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest.bundle import Bundle, dumps_bundle, sign_dsse_bundle, sign_message_bundle
-from attest.dsse import Envelope
 from attest.intoto import PAYLOAD_TYPE, Statement, Subject, dumps_statement
-from tests.attest.signers import digest_signer, message_signer
+from tests.attest.signers import digest_signer, message_signer, tampered_envelope
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop"
 _ARTIFACT = b"acme-1.0.tar.gz\n" * 100
@@ -130,23 +129,10 @@ def test_changed_message_digest_fails_the_signature(
     _refused(node.verify(json.dumps(document).encode(), p256, artifact=_OTHER), "SIGNATURE_ERROR")
 
 
-def _with_envelope(
-    bundle: Bundle, *, payload_type: str | None = None, payload: bytes | None = None
-) -> Bundle:
-    envelope = bundle.content
-    assert isinstance(envelope, Envelope)
-    changed = Envelope(
-        payload_type=envelope.payload_type if payload_type is None else payload_type,
-        payload=envelope.payload if payload is None else payload,
-        signatures=envelope.signatures,
-    )
-    return Bundle(hint=bundle.hint, content=changed)
-
-
 def test_changed_payload_type_fails(node: _Node, p256: ec.EllipticCurvePrivateKey) -> None:
     bundle = sign_dsse_bundle(PAYLOAD_TYPE, _statement(), hint="kid-1", sign=message_signer(p256))
 
-    result = node.verify(_with_envelope(bundle, payload_type="application/json"), p256)
+    result = node.verify(tampered_envelope(bundle, payload_type="application/json"), p256)
 
     _refused(result, "SIGNATURE_ERROR")
 
@@ -154,7 +140,7 @@ def test_changed_payload_type_fails(node: _Node, p256: ec.EllipticCurvePrivateKe
 def test_changed_subject_fails(node: _Node, p256: ec.EllipticCurvePrivateKey) -> None:
     bundle = sign_dsse_bundle(PAYLOAD_TYPE, _statement(), hint="kid-1", sign=message_signer(p256))
 
-    result = node.verify(_with_envelope(bundle, payload=_statement(name="evil.tar.gz")), p256)
+    result = node.verify(tampered_envelope(bundle, payload=_statement(name="evil.tar.gz")), p256)
 
     _refused(result, "SIGNATURE_ERROR")
 

@@ -21,7 +21,13 @@ from attest.errors import AttestError, VerificationError
 from attest.intoto import PAYLOAD_TYPE, Statement, Subject, dumps_statement
 from attest.keys import RsaPssPublicKey, verify_digest_signature, verify_message_signature
 from attest.verify import verify_bundle, verify_envelope
-from tests.attest.signers import PrivateKey, digest_signer, message_signer, public
+from tests.attest.signers import (
+    PrivateKey,
+    digest_signer,
+    message_signer,
+    public,
+    tampered_envelope,
+)
 
 _ARTIFACT = b"acme-1.0.tar.gz contents"
 _DIGEST = hashlib.sha256(_ARTIFACT).digest()
@@ -213,22 +219,9 @@ def test_changed_message_digest_fails(p256: ec.EllipticCurvePrivateKey) -> None:
         )
 
 
-def _tampered_dsse(
-    bundle: Bundle, *, payload_type: str | None = None, payload: bytes | None = None
-) -> Bundle:
-    envelope = bundle.content
-    assert isinstance(envelope, Envelope)
-    changed = Envelope(
-        payload_type=envelope.payload_type if payload_type is None else payload_type,
-        payload=envelope.payload if payload is None else payload,
-        signatures=envelope.signatures,
-    )
-    return Bundle(hint=bundle.hint, content=changed)
-
-
 def test_changed_payload_type_fails(p256: ec.EllipticCurvePrivateKey) -> None:
     bundle = sign_dsse_bundle(PAYLOAD_TYPE, _statement(), hint="k", sign=message_signer(p256))
-    tampered = _tampered_dsse(bundle, payload_type="application/vnd.other+json")
+    tampered = tampered_envelope(bundle, payload_type="application/vnd.other+json")
 
     with pytest.raises(VerificationError, match="DSSE signature does not verify"):
         verify_bundle(tampered, trusted_keys={"k": p256.public_key()})
@@ -243,7 +236,7 @@ def test_signed_but_wrong_payload_type_fails(p256: ec.EllipticCurvePrivateKey) -
 
 def test_changed_subject_fails(p256: ec.EllipticCurvePrivateKey) -> None:
     bundle = sign_dsse_bundle(PAYLOAD_TYPE, _statement(), hint="k", sign=message_signer(p256))
-    tampered = _tampered_dsse(bundle, payload=_statement(sha256=_OTHER_DIGEST))
+    tampered = tampered_envelope(bundle, payload=_statement(sha256=_OTHER_DIGEST))
 
     with pytest.raises(VerificationError, match="DSSE signature does not verify"):
         verify_bundle(tampered, trusted_keys={"k": p256.public_key()})
