@@ -134,9 +134,7 @@ class Pkcs11Backend:
         if spec.hash_name is not None:
             # ECDSA: SoftHSM 2.6.1 has no CKM_ECDSA_SHA256, so hash here and sign with CKM_ECDSA.
             data = hashlib.new(spec.hash_name, data).digest()
-        if self._closed:
-            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
-        return await self._signs.submit(ref, data)
+        return await self._submit(ref, data)
 
     async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
         """Sign a digest the caller computed (ECDSA only) and return the raw ``r || s``.
@@ -150,9 +148,7 @@ class Pkcs11Backend:
         size = hashlib.new(spec.hash_name).digest_size
         if len(digest) != size:
             raise HsmError(f"a {spec.hash_name} digest is {size} bytes, not {len(digest)}")
-        if self._closed:
-            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
-        return await self._signs.submit(ref, digest)
+        return await self._submit(ref, digest)
 
     async def destroy(self, ref: KeyRef) -> None:
         """Destroy both halves of the key pair; an absent key is not an error."""
@@ -197,11 +193,19 @@ class Pkcs11Backend:
         # Off the event loop: detaching waits for the PKCS#11 thread to finish closing.
         await asyncio.to_thread(detach, self._worker, self._conn)
 
+    async def _submit(self, ref: KeyRef, data: bytes) -> bytes:
+        """Queue ``data`` (already hashed where the mechanism wants a digest) for signing."""
+        self._check_open()
+        return await self._signs.submit(ref, data)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
+
     async def _call(
         self, action: str, op: Callable[[Connection, Session], T], *, retry: bool = True
     ) -> T:
-        if self._closed:
-            raise HsmUnavailable(f"PKCS#11 backend for token {self._token_label!r} is closed")
+        self._check_open()
         loop = asyncio.get_running_loop()
         call = functools.partial(self._conn.call, action, op, retry=retry)
         return await loop.run_in_executor(self._worker.executor(), call)
