@@ -54,7 +54,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal, TypeAlias, TypedDict, cast
+from typing import Final, Literal, Protocol, TypeAlias, TypedDict, cast
 
 from jwks.b64 import b64url_encode
 
@@ -82,6 +82,7 @@ _MAX_DEPTH: Final = 32
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MEMBERS: Final = ("seq", "time", "actor", "action", "target", "outcome", "details", "prev", "hash")
+_ENTRY_MEMBERS: Final = _MEMBERS[1:-2]  # what an AuditEntry holds
 _KINDS: Final = (
     (type(None), "null"),
     (bool, "a boolean"),  # before int: bool is an int in Python, not in JSON
@@ -153,6 +154,8 @@ def _spell(where: str | Path) -> str:
 
 
 def _text(value: str, where: str | Path) -> str:
+    if type(value) is str and value.isascii():  # the common case, checked in C
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -177,9 +180,15 @@ def _copy(value: object, where: Path) -> JSON:
         copied: dict[str, JSON] = {}
         for key, item in value.items():
             # RFC 8785 §3.2.3 sorts keys by UTF-16 units; within the BMP that is code point order.
-            if not isinstance(key, str) or max(key, default="") > "\uffff":
+            if not isinstance(key, str) or (not key.isascii() and max(key) > "\uffff"):
                 raise ValueError(f"{_spell(where)} key {key!r} is not a string within the BMP")
-            copied[_text(key, where)] = _copy(item, (*where, key))
+            name = _text(key, where)
+            # Inline the commonest members (ASCII strings, small ints): no path, no call.
+            plain_text = type(item) is str and item.isascii()
+            if plain_text or (type(item) is int and abs(item) <= MAX_SAFE_INTEGER):
+                copied[name] = item
+            else:
+                copied[name] = _copy(item, (*where, key))
         return copied
     if isinstance(value, list | tuple):
         return [_copy(item, (*where, i)) for i, item in enumerate(value)]
@@ -264,23 +273,25 @@ class AuditRecord:
     details: Mapping[str, JSON] = field(hash=False)
     prev: str
     hash: str = field(init=False)
+    # The canonical encoding of the eight members ``hash`` covers (what was hashed).
+    content: bytes = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        seq = self.seq
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SAFE_INTEGER:
-            raise ValueError(f"seq must be an integer from 1 to 2**53 - 1, not {seq!r}")
-        details = _check_entry(self)
-        _check_hex(self.prev, "prev")
-        if (seq == 1) != (self.prev == GENESIS):
-            raise ValueError(f"record seq {seq} has prev {self.prev}: GENESIS is for seq 1 only")
-        object.__setattr__(self, "details", details)
-        content = {name: getattr(self, name) for name in _MEMBERS[:-1]}
-        object.__setattr__(self, "hash", hashlib.sha256(_encode(content)).hexdigest())
+        _check_link(self.seq, self.prev)
+        object.__setattr__(self, "details", _check_entry(self))
+        _seal(self)
 
     def to_json(self) -> AuditRecordJson:
         """The exported object: exactly the nine members, with a fresh copy of ``details``."""
         obj = {name: getattr(self, name) for name in _MEMBERS}
         return cast(AuditRecordJson, obj | {"details": _copy_object(self.details, "details")})
+
+    def line(self) -> str:
+        """The record as one JSON text with its nine members (in no promised order), for a store.
+
+        It is the hashed encoding with ``hash`` added, so writing a record encodes nothing again.
+        """
+        return self.content[:-1].decode("utf-8") + ',"hash":"' + self.hash + '"}'
 
     @classmethod
     def from_json(cls, obj: object) -> AuditRecord:
@@ -289,6 +300,21 @@ class AuditRecord:
         if claimed != record.hash:
             raise ValueError(f"hash {claimed} is not the content's, which is {record.hash}")
         return record
+
+
+def _check_link(seq: object, prev: object) -> None:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SAFE_INTEGER:
+        raise ValueError(f"seq must be an integer from 1 to 2**53 - 1, not {seq!r}")
+    _check_hex(prev, "prev")
+    if (seq == 1) != (prev == GENESIS):
+        raise ValueError(f"record seq {seq} has prev {prev}: GENESIS is for seq 1 only")
+
+
+def _seal(record: AuditRecord) -> None:
+    """Set ``content`` and ``hash`` from the other members, which are checked already."""
+    content = _encode({name: getattr(record, name) for name in _MEMBERS[:-1]})
+    object.__setattr__(record, "content", content)
+    object.__setattr__(record, "hash", hashlib.sha256(content).hexdigest())
 
 
 def _parse(obj: object) -> tuple[AuditRecord, str]:
@@ -309,13 +335,32 @@ def _parse(obj: object) -> tuple[AuditRecord, str]:
     raise ValueError(problem)
 
 
+class ChainHead(Protocol):
+    """What linking after a record needs of it (an ``AuditRecord`` is one)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def hash(self) -> str: ...
+
+
 def link(entry: AuditEntry, *, seq: int, prev: str) -> AuditRecord:
-    """Make ``entry`` record ``seq`` of the chain, after the record whose hash is ``prev``."""
-    fields = {name: getattr(entry, name) for name in _MEMBERS[1:-2]}
-    return AuditRecord(seq=seq, prev=prev, **fields)
+    """Make ``entry`` record ``seq`` of the chain, after the record whose hash is ``prev``.
+
+    The entry's members were checked, and its details copied, when it was made; they are not
+    checked again (the hot path links thousands of entries a second).
+    """
+    _check_link(seq, prev)
+    record: AuditRecord = object.__new__(AuditRecord)
+    for name in _ENTRY_MEMBERS:
+        object.__setattr__(record, name, getattr(entry, name))
+    object.__setattr__(record, "seq", seq)
+    object.__setattr__(record, "prev", prev)
+    _seal(record)
+    return record
 
 
-def link_all(entries: Iterable[AuditEntry], *, head: AuditRecord | None) -> list[AuditRecord]:
+def link_all(entries: Iterable[AuditEntry], *, head: ChainHead | None) -> list[AuditRecord]:
     """Chain ``entries`` in order after ``head`` (``None``: they start the chain at seq 1)."""
     seq, prev = (1, GENESIS) if head is None else (head.seq + 1, head.hash)
     records: list[AuditRecord] = []

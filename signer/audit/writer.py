@@ -56,7 +56,7 @@ def entry(
         action=action,
         target=target,
         outcome=outcome,
-        details=dict(details or {}),
+        details=details or {},  # AuditEntry keeps a checked private copy
     )
 
 

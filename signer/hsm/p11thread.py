@@ -45,6 +45,8 @@ from pkcs11.exceptions import (
 )
 
 from signer.errors import HsmError, HsmUnavailable
+from signer.hsm import p11batch
+from signer.hsm.p11batch import BatchSigner
 
 if TYPE_CHECKING:
     from pkcs11.constants import Attribute
@@ -129,7 +131,9 @@ class Connection:
         self.users = 0
         self.keys: dict[str, SigningKey] = {}  # key_id -> proven key object of this session
         self.spki: dict[str, bytes] = {}  # key_id -> SubjectPublicKeyInfo (session-independent)
+        self.batch: BatchSigner | None = None  # set when the module is first loaded
         self._session: Session | None = None
+        self._loaded = False
 
     def __repr__(self) -> str:
         return f"Connection(module={self.module!r}, token_label={self.token_label!r})"
@@ -164,6 +168,8 @@ class Connection:
             raise HsmUnavailable(
                 f"cannot load PKCS#11 module {self.module}: {_describe(exc)}"
             ) from exc
+        if not self._loaded:
+            self.batch, self._loaded = p11batch.load(self.module), True
         token = lib.get_token(token_label=self.token_label)
         try:
             self._session = token.open(rw=True, user_pin=self.pin)

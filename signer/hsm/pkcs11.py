@@ -29,6 +29,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from jwks.algorithms import SPECS, Alg
 from signer.errors import HsmError, HsmUnavailable, KeyProofFailed, SignerError
+from signer.hsm import p11batch
 from signer.hsm.base import KeyProof, KeyRef
 from signer.hsm.ecpoint import Curve, curve_from_params, ec_spki, rsa_spki
 from signer.hsm.p11thread import (
@@ -176,6 +177,11 @@ class Pkcs11Backend:
     async def aping(self) -> None:
         """Raise ``HsmUnavailable`` unless the token answers on the (re)opened session."""
         await self._call("ping", _ping)
+
+    @property
+    def batched(self) -> bool:
+        """Whether signatures reach the module in batches (``p11batch``), once it is open."""
+        return self._conn.batch is not None
 
     async def run_in_session(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` with the live session on the PKCS#11 thread, without retry.
@@ -422,10 +428,11 @@ def _sign_all(
     A lost session raises out of the batch, so ``Connection.call`` reopens it and signs the
     whole batch again (signing twice is harmless: nothing has left yet).
     """
+    presigned = _batch_sign(jobs, conn, session)
     results: list[bytes | SignerError] = []
-    for job in jobs:
+    for index, job in enumerate(jobs):
         try:
-            results.append(_sign(job.ref, job.data, conn, session))
+            results.append(_sign(job, conn, session, presigned.get(index)))
         except RECONNECT:
             raise
         except PKCS11Error as exc:
@@ -435,18 +442,59 @@ def _sign_all(
     return results
 
 
-def _sign(ref: KeyRef, data: bytes, conn: Connection, session: Session) -> bytes:
+def _batch_sign(jobs: Sequence[SignJob], conn: Connection, session: Session) -> dict[int, bytes]:
+    """Sign what one call into the module can (``p11batch``): signatures by job index.
+
+    Mechanisms with parameters (PS256), keys that cannot be found or proven, and jobs the
+    module refused are left to ``_sign``, one by one through python-pkcs11, which raises the
+    error such a job deserves.
+    """
+    if conn.batch is None:
+        return {}
+    indexes: list[int] = []
+    inputs: list[p11batch.Job] = []
+    for index, job in enumerate(jobs):
+        mechanism = _MECHANISM.get(job.ref.alg)
+        if mechanism is None:
+            continue
+        try:
+            key = _key(job.ref, conn, session)
+        except RECONNECT:
+            raise
+        except (PKCS11Error, SignerError):
+            continue
+        if key.key.handle is not None:
+            indexes.append(index)
+            inputs.append((key.key.handle, mechanism, job.data, key.signature_size))
+    if not inputs:
+        return {}
+    # The Cython Session has ``handle`` (CK_SESSION_HANDLE); python-pkcs11's stub omits it.
+    handle: int = session.handle  # type: ignore[attr-defined]
+    signed = conn.batch.sign_all(handle, inputs)
+    return {i: out for i, out in zip(indexes, signed, strict=True) if isinstance(out, bytes)}
+
+
+def _key(ref: KeyRef, conn: Connection, session: Session) -> SigningKey:
+    """The proven key object for ``ref``: found once per session, then cached."""
     key = conn.keys.get(ref.key_id)
     if key is None or key.label != ref.label:
         key = conn.keys[ref.key_id] = _signing_key(ref, _find_private(session, ref))
     if key.kind != _KIND[ref.alg]:
         raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
-    if ref.alg is Alg.PS256:
+    return key
+
+
+def _sign(job: SignJob, conn: Connection, session: Session, presigned: bytes | None) -> bytes:
+    ref = job.ref
+    key = _key(ref, conn, session)
+    if presigned is not None:
+        signature = presigned
+    elif ref.alg is Alg.PS256:
         signature = key.key.sign(
-            data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=_PSS_SHA256
+            job.data, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=_PSS_SHA256
         )
     else:
-        signature = key.key.sign(data, mechanism=_MECHANISM[ref.alg])
+        signature = key.key.sign(job.data, mechanism=_MECHANISM[ref.alg])
     if len(signature) != key.signature_size:
         # ECDSA must come back as r||s of fixed size (RFC 7518 §3.4), not DER.
         raise HsmError(

@@ -201,7 +201,7 @@ class RedisStore(VersionedDocuments):
     def _queue_audit(self, pipe: Pipeline, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        lines = [json.dumps(r.to_json(), ensure_ascii=False) for r in records]
+        lines = [r.line() for r in records]
         pipe.rpush(self._names.audit, *lines)
         pipe.hset(self._names.audit_last, mapping={r.action: str(r.seq) for r in records})
 

@@ -242,6 +242,28 @@ def test_record_round_trips_through_exported_json(item: AuditEntry) -> None:
     assert AuditRecord.from_json(exported) == record
 
 
+@given(_ENTRIES)
+def test_a_linked_record_is_the_record_its_members_make(item: AuditEntry) -> None:
+    """``link`` skips re-checking the entry; the result must equal the fully checked record."""
+    linked = link(item, seq=7, prev="ab" * 32)
+    built = AuditRecord(seq=7, prev="ab" * 32, **fields_of(item))
+
+    assert linked == built
+    assert linked.hash == built.hash
+    assert linked.content == canonical_json({n: getattr(built, n) for n in MEMBERS[:-1]})
+
+
+@given(_ENTRIES)
+def test_a_stored_line_holds_the_nine_members_and_parses_back(item: AuditEntry) -> None:
+    record = link(item, seq=7, prev="ab" * 32)
+
+    stored = parse_line(record.line())
+
+    assert isinstance(stored, dict)
+    assert sorted(stored) == sorted(MEMBERS)
+    assert AuditRecord.from_json(stored) == record
+
+
 def test_to_json_returns_a_copy() -> None:
     record = chain(1)[0]
     record.to_json()["details"]["kid"] = "other"

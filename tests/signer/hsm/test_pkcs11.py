@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pkcs11.constants import Attribute
+from pkcs11.constants import Attribute, ObjectClass
+from pkcs11.mechanisms import Mechanism
 from pkcs11.types import Session
 
 from jwks.algorithms import Alg
 from signer.errors import HsmError, HsmUnavailable, KeyProofFailed
+from signer.hsm import p11batch
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.hsm.softhsm import SoftHsmToken, find_module
@@ -331,6 +333,50 @@ async def test_a_failing_signature_in_a_concurrent_batch_fails_alone(
         else:
             assert isinstance(result, HsmError)
             assert "no private key" in result.detail
+
+
+async def test_signatures_reach_the_module_in_batches(backend: Pkcs11Backend) -> None:
+    """The suite runs with the _p11batch extension built, so it tests the path that serves."""
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.sign(ref, MESSAGE)
+
+    assert backend.batched
+
+
+async def test_one_batch_of_every_algorithm_verifies(
+    backend: Pkcs11Backend, rsa_ref: KeyRef
+) -> None:
+    """PS256 (a mechanism with parameters) is signed beside the batch call, in the same trip."""
+    refs = [await key_for(backend, alg, rsa_ref) for alg in Alg]
+
+    signatures = await asyncio.gather(*(backend.sign(ref, MESSAGE) for ref in refs * 4))
+
+    for ref, signature in zip(refs * 4, signatures, strict=True):
+        verify(ref.alg, await backend.public_key(ref), MESSAGE, signature)
+
+
+async def test_the_batch_call_reports_a_refused_job_by_its_ck_rv(backend: Pkcs11Backend) -> None:
+    """The backend then signs that job through python-pkcs11, which raises its error."""
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    digest = hashlib.sha256(MESSAGE).digest()
+
+    def sign_twice(session: Session) -> list[bytes | int]:
+        signer = p11batch.load(find_module())
+        assert signer is not None
+        handle = session.handle  # type: ignore[attr-defined]
+        key = session.get_key(label=ref.label, object_class=ObjectClass.PRIVATE_KEY)
+        assert key.handle is not None
+        jobs: list[p11batch.Job] = [
+            (key.handle, Mechanism.ECDSA, digest, 64),
+            (0x7FFFFFFF, Mechanism.ECDSA, digest, 64),
+        ]
+        return signer.sign_all(handle, jobs)
+
+    signed, refused = await backend.run_in_session(sign_twice)
+
+    assert isinstance(signed, bytes)
+    verify(Alg.ES256, await backend.public_key(ref), MESSAGE, signed)
+    assert refused in (0x60, 0x82)  # CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID
 
 
 async def test_concurrent_backends_share_one_session(hsm_token: SoftHsmToken) -> None:
