@@ -199,11 +199,18 @@ class SignerService:
         return members
 
     async def sign_jwt(self, ring: str, request: JwtRequest, *, actor: str) -> SignedJwt:
-        """Sign ``request``'s claims with the ring's active key.
+        """Sign ``request``'s claims with the ring's active key (see ``sign_jwts``)."""
+        (signed,) = await self.sign_jwts(ring, [request], actor=actor)
+        return signed
+
+    async def sign_jwts(
+        self, ring: str, requests: Sequence[JwtRequest], *, actor: str
+    ) -> list[SignedJwt]:
+        """Sign each request's claims with the ring's active key, all with the same key.
 
         A rotation or revocation can land while a request is in flight. The store refuses to
         raise the watermark of a key that is no longer active, and a key revoked meanwhile is
-        caught after signing; either way the request waits for the new view and signs again,
+        caught after signing; either way the requests wait for the new view and sign again,
         so no token signed after a revocation carries the revoked kid.
         """
         if ring in self._artifact_rings:
@@ -215,32 +222,36 @@ class SignerService:
                 await self._view_change(ring, view)
                 continue
             try:
-                signed = await self._sign_with(key, view.policy, request)
+                signed = await self._sign_with(key, view.policy, requests)
             except KeyNotActive:
                 await self._view_change(ring, view)
                 continue
             if key.record.kid not in self._revoked:
-                await self._audit_signature(ring, actor, signed, request)
+                await self._audit_signatures(ring, actor, signed, requests)
                 return signed
         raise KeyNotActive(f"ring {ring!r} has no key that may sign right now")
 
-    async def _audit_signature(
-        self, ring: str, actor: str, signed: SignedJwt, request: JwtRequest
+    async def _audit_signatures(
+        self, ring: str, actor: str, signed: Sequence[SignedJwt], requests: Sequence[JwtRequest]
     ) -> None:
-        """Durably record the signature before the token may leave (DESIGN.md: Audit)."""
-        details: dict[str, Any] = {
-            "ring": ring,
-            "kid": signed.kid,
-            "alg": signed.alg,
-            "exp": signed.exp,
-            "jti_sha256": _digest(signed.jti),
-        }
-        sub = request.claims.get("sub")
-        if isinstance(sub, str):
-            details["sub_sha256"] = _digest(sub)
-        await self.audit.record(
-            actor=actor, action="jwt.sign", target=f"ring/{ring}/{signed.kid}", details=details
-        )
+        """Durably record each signature before its token may leave (DESIGN.md: Audit)."""
+        items: list[dict[str, Any]] = []
+        for token, request in zip(signed, requests, strict=True):
+            details: dict[str, Any] = {
+                "ring": ring,
+                "kid": token.kid,
+                "alg": token.alg,
+                "exp": token.exp,
+                "jti_sha256": _digest(token.jti),
+            }
+            sub = request.claims.get("sub")
+            if isinstance(sub, str):
+                details["sub_sha256"] = _digest(sub)
+            target = f"ring/{ring}/{token.kid}"
+            items.append(
+                {"actor": actor, "action": "jwt.sign", "target": target, "details": details}
+            )
+        await self.audit.record_many(items)
 
     async def audit_key(self, *, create: bool) -> KeyRecord | None:
         """The HSM key that signs audit checkpoints; generated (and audited) if ``create``."""
@@ -285,18 +296,19 @@ class SignerService:
             await asyncio.wait_for(changed.wait(), VIEW_CHANGE_WAIT_S)
 
     async def _sign_with(
-        self, key: SigningKey, policy: RingPolicy, request: JwtRequest
-    ) -> SignedJwt:
+        self, key: SigningKey, policy: RingPolicy, requests: Sequence[JwtRequest]
+    ) -> list[SignedJwt]:
         now = int(self.clock())
-        claims = request.claims_at(now, token_max_ttl=policy.token_max_ttl)
-        exp: int = claims["exp"]
-        await self._watermarks.ensure(key.record.kid, exp)
-        data = signing_input(key.header(request.typ), encode_claims(claims))
-        signature = await self.backend.sign(key.ref, data)
-        return SignedJwt(
-            jwt=compact(data, signature),
-            kid=key.record.kid,
-            alg=key.record.alg.value,
-            exp=exp,
-            jti=str(claims["jti"]),
-        )
+        claims = [r.claims_at(now, token_max_ttl=policy.token_max_ttl) for r in requests]
+        # One watermark write covers them all: it only has to reach the latest exp.
+        await self._watermarks.ensure(key.record.kid, max(c["exp"] for c in claims))
+        inputs = [
+            signing_input(key.header(r.typ), encode_claims(c))
+            for r, c in zip(requests, claims, strict=True)
+        ]
+        signatures = await self.backend.sign_many(key.ref, inputs)
+        kid, alg = key.record.kid, key.record.alg.value
+        return [
+            SignedJwt(jwt=compact(data, signature), kid=kid, alg=alg, exp=c["exp"], jti=c["jti"])
+            for data, signature, c in zip(inputs, signatures, claims, strict=True)
+        ]

@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +130,20 @@ class AuditWriter:
 
     async def record(self, **fields: Any) -> AuditRecord:
         """Append one entry; return once it is durable."""
+        (record,) = await self.record_many([fields])
+        return record
+
+    async def record_many(self, items: Sequence[Mapping[str, Any]]) -> list[AuditRecord]:
+        """Append one entry per item of fields, in order; return once all are durable."""
         if self._task is None or self._task.done():
             raise StoreUnavailable("the audit writer is not running")
-        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
-        self._queue.append((self.make(**fields), future))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[AuditRecord]] = []
+        for fields in items:
+            futures.append(loop.create_future())
+            self._queue.append((self.make(**fields), futures[-1]))
         self._wake.set()
-        return await future
+        return list(await asyncio.gather(*futures))
 
     def notify(self) -> None:
         """Records were committed elsewhere (a key change): stream and checkpoint them."""

@@ -7,6 +7,7 @@ state store next to the ref.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,6 +72,10 @@ class KeyBackend(Protocol):
 
     async def sign(self, ref: KeyRef, data: bytes) -> bytes:
         """Sign ``data`` (the whole message) and return the JOSE-form signature."""
+        ...
+
+    async def sign_many(self, ref: KeyRef, inputs: Sequence[bytes]) -> list[bytes]:
+        """``sign`` each input with one key, in order; raise the first failure."""
         ...
 
     async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:

@@ -137,6 +137,14 @@ class Pkcs11Backend:
             data = hashlib.new(spec.hash_name, data).digest()
         return await self._submit(ref, data)
 
+    async def sign_many(self, ref: KeyRef, inputs: Sequence[bytes]) -> list[bytes]:
+        """``sign`` every input with one key: one queue entry each, one wait for them all."""
+        spec = SPECS[ref.alg]
+        if spec.hash_name is not None:
+            inputs = [hashlib.new(spec.hash_name, data).digest() for data in inputs]
+        self._check_open()
+        return await self._signs.submit_many(ref, inputs)
+
     async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
         """Sign a digest the caller computed (ECDSA only) and return the raw ``r || s``.
 

@@ -52,6 +52,25 @@ def audited(fresh_setup: Setup) -> Setup:
     return fresh_setup
 
 
+def test_each_token_of_a_batch_has_its_own_record_in_order(fresh_setup: Setup) -> None:
+    server = SignerProcess.start(fresh_setup)
+    body = {"requests": [{"claims": {"sub": f"b{i}"}} for i in range(3)]}
+    response = server.request(
+        "POST", "/v1/rings/default/jwt:batch", body=body, token=fresh_setup.tokens["issuer"]
+    )
+    assert server.stop() == 0
+    assert response.status == 200, response.body
+    claims = [
+        jwt.decode(item["jwt"], options={"verify_signature": False})
+        for item in response.json()["tokens"]
+    ]
+
+    signs = [r["details"] for r in export(fresh_setup) if r["action"] == "jwt.sign"]
+
+    assert [d["jti_sha256"] for d in signs] == [sha256(c["jti"]) for c in claims]  # type: ignore[index]
+    assert [d["sub_sha256"] for d in signs] == [sha256(f"b{i}") for i in range(3)]  # type: ignore[index]
+
+
 def test_every_key_event_signature_and_refusal_is_recorded(audited: Setup) -> None:
     records = export(audited)
     actions = [r["action"] for r in records]

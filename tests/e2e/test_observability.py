@@ -63,6 +63,20 @@ def test_metrics_exist_and_move(signer: SignerProcess) -> None:
     assert "signer_rate_limited_total" in after or "signer_hsm_errors_total" in after
 
 
+def test_a_batch_counts_each_of_its_tokens_in_the_sign_metrics(signer: SignerProcess) -> None:
+    before = scrape(signer)
+    body = {"requests": [{"claims": {"sub": f"m{i}"}} for i in range(4)]}
+    response = signer.request("POST", "/v1/rings/es384/jwt:batch", body=body, token=MULTI_TOKEN)
+    after = scrape(signer)
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert response.status == 200
+    assert moved("signer_jwt_sign_duration_seconds_count", ring="es384", alg="ES384") == 4
+    assert moved("signer_hsm_operation_duration_seconds_count", operation="sign") >= 4
+
+
 def test_every_response_has_a_request_id_and_problems_carry_it(signer: SignerProcess) -> None:
     ok = signer.request("GET", "/healthz")
     again = signer.request("GET", "/healthz")

@@ -335,6 +335,20 @@ async def test_a_failing_signature_in_a_concurrent_batch_fails_alone(
             assert "no private key" in result.detail
 
 
+@pytest.mark.parametrize("alg", [Alg.ES256, Alg.PS256])
+async def test_sign_many_signs_each_input_in_order(
+    backend: Pkcs11Backend, rsa_ref: KeyRef, alg: Alg
+) -> None:
+    ref = await key_for(backend, alg, rsa_ref)
+    messages = [MESSAGE + bytes([i]) for i in range(5)]
+
+    signatures = await backend.sign_many(ref, messages)
+
+    spki = await backend.public_key(ref)
+    for message, signature in zip(messages, signatures, strict=True):
+        verify(alg, spki, message, signature)
+
+
 async def test_signatures_reach_the_module_in_batches(backend: Pkcs11Backend) -> None:
     """The suite runs with the _p11batch extension built, so it tests the path that serves."""
     ref = await backend.generate(Alg.ES256, new_key_id(), label())

@@ -59,6 +59,21 @@ async def test_batches_are_bounded_by_max_batch() -> None:
     assert [len(batch) for batch in recorder.batches] == [4, 4, 2]
 
 
+async def test_submit_many_answers_in_order_from_one_batch() -> None:
+    recorder = Recorder()
+    queue = SignQueue(recorder)
+
+    assert await queue.submit_many(REF, [b"ab", b"cd", b"ef"]) == [b"ba", b"dc", b"fe"]
+    assert recorder.batches == [[b"ab", b"cd", b"ef"]]
+
+
+async def test_submit_many_raises_when_any_input_is_refused() -> None:
+    queue = SignQueue(Recorder(fail_on=b"bad"))
+
+    with pytest.raises(HsmError, match="refused"):
+        await queue.submit_many(REF, [b"ok", b"bad", b"ok"])
+
+
 async def test_one_jobs_error_is_its_own() -> None:
     queue = SignQueue(Recorder(fail_on=b"bad"))
     good, bad = await asyncio.gather(
