@@ -122,9 +122,9 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
         log.exception("could not audit a refused request to %s", request.path)
 
 
-async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
     """Run ``handler`` with a request id (logs, header, problems), errors rendered as problems,
-    and its time observed by route and status.
+    and its time observed by ``route`` (the path it was registered with) and status.
 
     Every route's handler is wrapped in this (``signer.routing``) rather than run through an
     aiohttp middleware: an application with any middleware pays two extra calls per request
@@ -148,16 +148,15 @@ async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         elapsed = time.perf_counter() - start
-        name = route_name(request)
         metrics = request.app.get(METRICS)
         if metrics is not None:
-            metrics.request_timer(request.method, name, status).observe(elapsed)
+            metrics.request_timer(request.method, route, status).observe(elapsed)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "request",
                 extra={
                     "method": request.method,
-                    "route": name,
+                    "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                 },
@@ -165,17 +164,10 @@ async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id.reset(token)
 
 
-# The catch-all route's path (signer.routing): requests it answers are labelled "unmatched".
+# The catch-all route's path (signer.routing): requests it answers are labelled UNMATCHED.
 FALLBACK_PATH = "/{unmatched:.*}"
 FALLBACK_CANONICAL = "/{unmatched}"  # how aiohttp names that resource
-
-
-def route_name(request: web.Request) -> str:
-    """The route's canonical path, the metrics label of a request."""
-    resource = request.match_info.route.resource
-    if resource is None or resource.canonical == FALLBACK_CANONICAL:
-        return "unmatched"
-    return resource.canonical
+UNMATCHED = "unmatched"
 
 
 async def _problem_for(request: web.Request, exc: Exception) -> web.Response:

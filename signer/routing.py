@@ -8,16 +8,20 @@ methods the path allows the way aiohttp's router does, and says 405 with ``Allow
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
-from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, Handler, serve
+from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, UNMATCHED, Handler, serve
+
+_REGEX_PART = re.compile(r"\{[^}]*:")
 
 
-def wrap(handler: Handler) -> Handler:
-    """``handler`` with a request id, problem rendering and timing around it."""
+def wrap(handler: Handler, route: str) -> Handler:
+    """``handler`` with a request id, problem rendering and timing (labelled ``route``)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        return await serve(request, handler)
+        return await serve(request, handler, route)
 
     wrapped.__name__ = getattr(handler, "__name__", "handler")
     wrapped.__doc__ = handler.__doc__
@@ -26,17 +30,24 @@ def wrap(handler: Handler) -> Handler:
 
 def get(app: web.Application, path: str, handler: Handler) -> None:
     """Register a GET (and HEAD) route."""
-    app.router.add_get(path, wrap(handler))
+    app.router.add_get(path, wrap(handler, _label(path)))
 
 
 def post(app: web.Application, path: str, handler: Handler) -> None:
     """Register a POST route."""
-    app.router.add_post(path, wrap(handler))
+    app.router.add_post(path, wrap(handler, _label(path)))
+
+
+def _label(path: str) -> str:
+    """The metrics label of a route: its path, which is aiohttp's canonical form without regexes."""
+    if _REGEX_PART.search(path):
+        raise ValueError(f"route {path!r}: a {{name:regex}} part needs its own metrics label")
+    return path
 
 
 def add_fallback(app: web.Application) -> None:
     """The catch-all, after every other route: unknown paths and methods get problems too."""
-    app.router.add_route("*", FALLBACK_PATH, wrap(_no_route))
+    app.router.add_route("*", FALLBACK_PATH, wrap(_no_route, UNMATCHED))
 
 
 async def _no_route(request: web.Request) -> web.StreamResponse:

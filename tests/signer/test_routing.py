@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from aiohttp import web
+
+from signer import routing
 from signer.app import create_app
 from tests.signer.test_artifact_rings import load
 
@@ -21,3 +25,13 @@ def test_every_route_handler_is_wrapped_and_the_catch_all_is_last(tmp_path: Path
     last = routes[-1].resource
     assert last is not None
     assert last.canonical == "/{unmatched}"
+
+
+def test_a_route_with_a_regex_part_is_refused_a_path_label() -> None:
+    """Metrics label a route by its registered path, which must then be aiohttp's canonical."""
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(ValueError, match="regex"):
+        routing.get(web.Application(), "/v1/files/{name:.*}", handler)
