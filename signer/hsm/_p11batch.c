@@ -32,6 +32,7 @@ typedef ck_ulong (*sign_fn)(ck_ulong session, unsigned char *data, ck_ulong data
                             unsigned char *signature, ck_ulong *signature_len);
 
 #define CKR_OK 0UL
+#define CKR_BUFFER_TOO_SMALL 0x150UL
 
 typedef struct {
     ck_ulong key;
@@ -118,6 +119,18 @@ static PyObject *sign_batch(PyObject *self, PyObject *args) {
             job->rv = sign(session, (unsigned char *)job->data.buf, (ck_ulong)job->data.len,
                            (unsigned char *)PyBytes_AS_STRING(job->signature),
                            &job->signature_len);
+        }
+        if (job->rv == CKR_BUFFER_TOO_SMALL) {
+            /* PKCS#11 v2.40 §5.2: the operation stays active after a short buffer, and would
+             * refuse every later C_SignInit on the session. Finish it into a scratch buffer of
+             * the length the module asked for; the job still reports the short buffer. */
+            unsigned char *scratch = malloc(job->signature_len > 0 ? job->signature_len : 1);
+            ck_ulong scratch_len = job->signature_len;
+            if (scratch != NULL) {
+                sign(session, (unsigned char *)job->data.buf, (ck_ulong)job->data.len, scratch,
+                     &scratch_len);
+                free(scratch);
+            }
         }
     }
     Py_END_ALLOW_THREADS

@@ -74,9 +74,12 @@ def load(module: str) -> BatchSigner | None:
         return None
     # dlopen of a loaded path returns the same library: the function list is the one
     # python-pkcs11 initialised, and its sessions and handles are valid here.
-    library = ctypes.CDLL(module)
     pointer = ctypes.POINTER(_FunctionList)()
-    if library.C_GetFunctionList(ctypes.byref(pointer)) != 0 or not pointer:
+    try:
+        found = ctypes.CDLL(module).C_GetFunctionList(ctypes.byref(pointer)) == 0 and pointer
+    except (OSError, AttributeError):  # not loadable again, or no C_GetFunctionList symbol
+        found = False
+    if not found:
         log.warning("C_GetFunctionList failed; signing through python-pkcs11 alone")
         return None
     functions = pointer.contents.functions
