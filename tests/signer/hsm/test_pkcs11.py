@@ -370,11 +370,12 @@ async def test_one_batch_of_every_algorithm_verifies(
 
 
 async def test_the_batch_call_reports_a_refused_job_by_its_ck_rv(backend: Pkcs11Backend) -> None:
-    """The backend then signs that job through python-pkcs11, which raises its error."""
+    """The backend then signs that job through python-pkcs11, which raises its error. A short
+    buffer must not leave the operation active: the job after it still signs."""
     ref = await backend.generate(Alg.ES256, new_key_id(), label())
     digest = hashlib.sha256(MESSAGE).digest()
 
-    def sign_twice(session: Session) -> list[bytes | int]:
+    def sign_batch(session: Session) -> list[bytes | int]:
         signer = p11batch.load(find_module())
         assert signer is not None
         handle = session.handle  # type: ignore[attr-defined]
@@ -383,14 +384,20 @@ async def test_the_batch_call_reports_a_refused_job_by_its_ck_rv(backend: Pkcs11
         jobs: list[p11batch.Job] = [
             (key.handle, Mechanism.ECDSA, digest, 64),
             (0x7FFFFFFF, Mechanism.ECDSA, digest, 64),
+            (key.handle, Mechanism.ECDSA, digest, 10),
+            (key.handle, Mechanism.ECDSA, digest, 64),
         ]
         return signer.sign_all(handle, jobs)
 
-    signed, refused = await backend.run_in_session(sign_twice)
+    signed, refused, short, after = await backend.run_in_session(sign_batch)
 
+    spki = await backend.public_key(ref)
     assert isinstance(signed, bytes)
-    verify(Alg.ES256, await backend.public_key(ref), MESSAGE, signed)
+    verify(Alg.ES256, spki, MESSAGE, signed)
     assert refused in (0x60, 0x82)  # CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID
+    assert short == 0x150  # CKR_BUFFER_TOO_SMALL
+    assert isinstance(after, bytes)
+    verify(Alg.ES256, spki, MESSAGE, after)
 
 
 async def test_concurrent_backends_share_one_session(hsm_token: SoftHsmToken) -> None:
