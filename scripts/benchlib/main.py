@@ -5,6 +5,11 @@ Order of a run: the raw HSM sign rate (in a child process, before any server sta
 signer's JWKS, then every HTTP scenario one after another with the same load generator (``wrk``
 if installed, else the built-in aiohttp client). Results go to ``bench-results/`` as JSON (and a
 PNG chart with matplotlib); targets are reported as met / not met, never asserted.
+
+With ``--rounds N``, the servers start once and the selected list runs N times in order (each
+baseline right before the scenarios compared with it); later rounds measure ``hsm-raw`` first,
+with the servers up and idle. Each scenario is reported as its median round (``median_round``);
+``--profile`` runs once, after the last round.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,20 @@ import aiohttp
 from scripts.benchlib import hsm_rate, profile, report, scenarios, servers, stages
 from scripts.benchlib.baseline import loop_policy_name
 from scripts.benchlib.loader import Loader, choose_loader
-from scripts.benchlib.results import ScenarioResult, Status, results_from_json, run_json
+from scripts.benchlib.results import (
+    ScenarioResult,
+    Status,
+    combine_rounds,
+    results_from_json,
+    run_json,
+)
 
 DEFAULT_OUTPUT = servers.REPO / "bench-results"
 PROFILED = "sign-es256"
 # Scenarios taken against these references sign: they get a stage breakdown from /metrics.
 SIGNING = frozenset({"baseline-post", scenarios.HSM_RAW})
+# One round's results, in the selected order.
+Round = list[ScenarioResult]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,6 +54,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per scenario (5)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every scenario N times, interleaved, and report the median round (1)",
+    )
     parser.add_argument(
         "--loader",
         choices=("auto", "wrk", "aiohttp"),
@@ -77,8 +96,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     if args.profile is not None and args.profile not in names:
         parser.error(f"--profile {args.profile}: that scenario is not selected")
-    if min(args.duration, args.connections, args.wrk_threads, args.workers) < 1:
-        parser.error("--duration, --connections and --wrk-threads must be at least 1")
+    if min(args.duration, args.connections, args.wrk_threads, args.workers, args.rounds) < 1:
+        parser.error(
+            "--duration, --connections, --wrk-threads, --workers and --rounds must be at least 1"
+        )
     args.selected = [name for name in scenarios.NAMES if name in names]
     return args
 
@@ -170,44 +191,101 @@ def failed_all(args: argparse.Namespace, reason: str) -> list[ScenarioResult]:
     ]
 
 
-def measure_http(args: argparse.Namespace, loader: Loader, workdir: Path) -> list[ScenarioResult]:
-    """Start the signer and the baseline, and run each selected HTTP scenario."""
+def measure_raw(args: argparse.Namespace) -> Round:
+    """One round's ``hsm-raw``, if it is selected."""
+    return [measure_hsm_raw(args)] if scenarios.HSM_RAW in args.selected else []
+
+
+def run_rounds(
+    args: argparse.Namespace, first: Round, http_round: Callable[[], Round]
+) -> list[Round]:
+    """``args.rounds`` rounds: ``hsm-raw`` first (round 1's is ``first``), then the HTTP ones."""
+    rounds = [first + http_round()]
+    for number in range(2, args.rounds + 1):
+        progress(f"round {number} of {args.rounds}")
+        rounds.append(measure_raw(args) + http_round())
+    return rounds
+
+
+def measure_rounds(args: argparse.Namespace, loader: Loader, workdir: Path) -> list[Round]:
+    """Every round's results, each in the selected order.
+
+    Round 1's ``hsm-raw`` is measured before any server starts, as in a one-round run; the
+    servers then stay up for every round, and later rounds measure ``hsm-raw`` with them idle.
+    """
+    if args.rounds > 1:
+        progress(f"round 1 of {args.rounds}")
+    first = measure_raw(args)
+    if all(name == scenarios.HSM_RAW for name in args.selected):
+        return run_rounds(args, first, list)  # no HTTP scenario: rounds of hsm-raw alone
+    return measure_http(args, loader, workdir, first=first)
+
+
+def measure_http(
+    args: argparse.Namespace, loader: Loader, workdir: Path, *, first: Round
+) -> list[Round]:
+    """Start the signer and the baseline, and run the rounds (one, if a server does not start)."""
     progress("signer init + serve (one ring per algorithm)")
     try:
         setup = servers.init_signer(workdir / "signer", workers=args.workers)
         signer = servers.start_signer(setup)
     except (RuntimeError, OSError) as exc:
-        return failed_all(args, f"the signer did not start: {exc}")
+        return [first + failed_all(args, f"the signer did not start: {exc}")]
     try:
         try:
             body, etag = servers.jwks_of(setup.url)
             baseline = servers.start_baseline(workdir, jwks_bytes=len(body))
         except (RuntimeError, OSError) as exc:
-            return failed_all(args, f"the JWKS or the baseline failed: {exc}")
+            return [first + failed_all(args, f"the JWKS or the baseline failed: {exc}")]
         try:
-            return run_all(args, loader, setup=setup, signer=signer, baseline=baseline, etag=etag)
+            return run_on_servers(
+                args, loader, first=first, setup=setup, signer=signer, baseline=baseline, etag=etag
+            )
         finally:
             baseline.stop()
     finally:
         signer.stop()
 
 
-def run_all(
+def run_on_servers(
     args: argparse.Namespace,
     loader: Loader,
     *,
+    first: Round,
     setup: servers.SignerSetup,
     signer: servers.Process,
     baseline: servers.Process,
     etag: str,
-) -> list[ScenarioResult]:
-    """Each selected HTTP scenario in order, against running servers (and ``--profile``)."""
+) -> list[Round]:
+    """Every round against the running servers, then ``--profile``."""
+    chosen = [
+        scenario
+        for scenario in scenarios.http_scenarios(
+            signer=setup.url, baseline=baseline.url, token=setup.token, etag=etag
+        )
+        if scenario.name in args.selected
+    ]
+
+    def http_round() -> Round:
+        return run_http_round(args, loader, chosen, setup=setup, signer=signer, baseline=baseline)
+
+    rounds = run_rounds(args, first, http_round)
+    profile_after(args, loader, chosen, signer=signer, rounds=rounds)
+    return rounds
+
+
+def run_http_round(
+    args: argparse.Namespace,
+    loader: Loader,
+    chosen: Sequence[scenarios.Scenario],
+    *,
+    setup: servers.SignerSetup,
+    signer: servers.Process,
+    baseline: servers.Process,
+) -> Round:
+    """One round: each of the ``chosen`` HTTP scenarios in order, against running servers."""
     results = []
-    for scenario in scenarios.http_scenarios(
-        signer=setup.url, baseline=baseline.url, token=setup.token, etag=etag
-    ):
-        if scenario.name not in args.selected:
-            continue
+    for scenario in chosen:
         on_baseline = scenario.name.startswith("baseline")
         result = run_one(
             scenario,
@@ -219,13 +297,25 @@ def run_all(
             metrics_url=None if on_baseline or args.workers > 1 else setup.url,
         )
         results.append(result)
-        if scenario.name == args.profile and result.status is Status.OK:
-            assert scenario.request is not None  # noqa: S101 -- HTTP scenarios have one
-            profile.profile_scenario(
-                scenario.request, pid=signer.pid, loader=loader.measure, args=args
-            )
-            signer.wait_idle()
     return results
+
+
+def profile_after(
+    args: argparse.Namespace,
+    loader: Loader,
+    chosen: Sequence[scenarios.Scenario],
+    *,
+    signer: servers.Process,
+    rounds: Sequence[Round],
+) -> None:
+    """``--profile``: its scenario once more under py-spy, if every round of it went well."""
+    scenario = next((s for s in chosen if s.name == args.profile), None)
+    if scenario is None or scenario.request is None:
+        return
+    if any(r.status is not Status.OK for one in rounds for r in one if r.name == scenario.name):
+        return
+    profile.profile_scenario(scenario.request, pid=signer.pid, loader=loader.measure, args=args)
+    signer.wait_idle()
 
 
 def machine_info(loader: Loader, load: tuple[float, float, float]) -> dict[str, Any]:
@@ -251,15 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = results_from_json(json.loads(args.compare.read_text(encoding="utf-8")))
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load = os.getloadavg()
-    results: list[ScenarioResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         loader = choose_loader(args.loader, threads=args.wrk_threads, workdir=workdir)
         progress(f"loader: {loader.describe()}")
-        if scenarios.HSM_RAW in args.selected:
-            results.append(measure_hsm_raw(args))
-        if any(name != scenarios.HSM_RAW for name in args.selected):
-            results += measure_http(args, loader, workdir)
+        results = combine_rounds(measure_rounds(args, loader, workdir))
         machine = machine_info(loader, load)
     order = {name: index for index, name in enumerate(scenarios.NAMES)}
     results.sort(key=lambda result: order[result.name])
@@ -267,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": args.duration,
         "connections": args.connections,
         "signer_workers": args.workers,
+        "rounds": args.rounds,
         "batch_size": scenarios.BATCH_SIZE,
     }
     command = ["scripts/bench", *(argv if argv is not None else sys.argv[1:])]

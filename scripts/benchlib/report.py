@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from scripts.benchlib.results import (
     Metric,
@@ -34,7 +35,10 @@ HEADERS = (
     "x p99",
     "target",
 )
-_LEFT = {0, 8, 11}  # columns aligned left: names and text
+# With several rounds, the min-max of their items/s, right after the reported items/s.
+SPREAD_HEADER = "items/s min-max"
+_SPREAD_AFTER = "items/s"
+_LEFT = frozenset({"scenario", "vs", "target"})  # columns aligned left: names and text
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -54,58 +58,87 @@ def _verdict(check: TargetCheck) -> str:
     return f"{label} {sign}{check.target.threshold:g}x {outcome}"
 
 
-def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
-    """One row of cells per scenario, in ``HEADERS`` order."""
+def several_rounds(results: Sequence[ScenarioResult]) -> bool:
+    """Whether any scenario was measured in more than one round (the table shows the spread)."""
+    return any(len(result.round_rates or ()) > 1 for result in results)
+
+
+def headers(*, spread: bool) -> tuple[str, ...]:
+    """The table's column names: ``HEADERS``, and with ``spread`` the min-max column."""
+    if not spread:
+        return HEADERS
+    at = HEADERS.index(_SPREAD_AFTER) + 1
+    return (*HEADERS[:at], SPREAD_HEADER, *HEADERS[at:])
+
+
+def spread_text(rates: Sequence[float] | None) -> str:
+    """``min-max`` of the rounds' items/s; empty without rates."""
+    if not rates:
+        return ""
+    return f"{_num(min(rates))}-{_num(max(rates))}"
+
+
+def table_rows(results: Sequence[ScenarioResult], *, spread: bool = False) -> list[list[str]]:
+    """One row of cells per scenario, in ``headers(spread=spread)`` order."""
     by_name = {result.name: result for result in results}
     checks = check_targets(results)
-    rows = []
-    for result in results:
-        verdicts = "; ".join(_verdict(c) for c in checks if c.target.scenario == result.name)
-        m = result.measurement
-        if m is None:
-            reason = result.reason or ""
-            rows.append([result.name, result.status.value, *[""] * 6, reason, "", "", ""])
-            continue
-        ratios = ratios_of(result, by_name)
-        rows.append(
-            [
-                result.name,
-                _num(m.rps),
-                _num(result.items_per_s) if result.items_per_request != 1 else "",
-                _num(m.p50_ms, 2),
-                _num(m.p99_ms, 2),
-                _num(m.p999_ms, 2),
-                str(m.errors),
-                _num(result.cpu_ms_per_item, 3),
-                result.reference or "",
-                _ratio(ratios.throughput),
-                _ratio(ratios.p99),
-                verdicts,
-            ]
-        )
+    rows = [_row(result, by_name, checks) for result in results]
+    if spread:
+        at = HEADERS.index(_SPREAD_AFTER) + 1
+        for row, result in zip(rows, results, strict=True):
+            row.insert(at, spread_text(result.round_rates))
     return rows
 
 
+def _row(
+    result: ScenarioResult, by_name: Mapping[str, ScenarioResult], checks: Sequence[TargetCheck]
+) -> list[str]:
+    """``result``'s cells in ``HEADERS`` order."""
+    verdicts = "; ".join(_verdict(c) for c in checks if c.target.scenario == result.name)
+    m = result.measurement
+    if m is None:
+        return [result.name, result.status.value, *[""] * 6, result.reason or "", "", "", ""]
+    ratios = ratios_of(result, by_name)
+    return [
+        result.name,
+        _num(m.rps),
+        _num(result.items_per_s) if result.items_per_request != 1 else "",
+        _num(m.p50_ms, 2),
+        _num(m.p99_ms, 2),
+        _num(m.p999_ms, 2),
+        str(m.errors),
+        _num(result.cpu_ms_per_item, 3),
+        result.reference or "",
+        _ratio(ratios.throughput),
+        _ratio(ratios.p99),
+        verdicts,
+    ]
+
+
 def render_table(results: Sequence[ScenarioResult], *, markdown: bool = False) -> str:
-    """The results as an aligned text table, or as a Markdown table."""
-    rows = table_rows(results)
+    """The results as an aligned text table, or as a Markdown table.
+
+    With several rounds (``several_rounds``), a column shows the min-max items/s over them.
+    """
+    spread = several_rounds(results)
+    names = headers(spread=spread)
+    rows = table_rows(results, spread=spread)
+    left = [name in _LEFT for name in names]
     if markdown:
-        lines = ["| " + " | ".join(HEADERS) + " |"]
-        lines.append(
-            "|" + "|".join(":--" if i in _LEFT else "--:" for i in range(len(HEADERS))) + "|"
-        )
+        lines = ["| " + " | ".join(names) + " |"]
+        lines.append("|" + "|".join(":--" if is_left else "--:" for is_left in left) + "|")
         lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in [list(HEADERS), *rows]) for i in range(len(HEADERS))]
+    widths = [max(len(row[i]) for row in [list(names), *rows]) for i in range(len(names))]
 
     def line(cells: Sequence[str]) -> str:
         padded = (
-            cell.ljust(widths[i]) if i in _LEFT else cell.rjust(widths[i])
+            cell.ljust(widths[i]) if left[i] else cell.rjust(widths[i])
             for i, cell in enumerate(cells)
         )
         return "  ".join(padded).rstrip()
 
-    return "\n".join([line(HEADERS), line(["-" * w for w in widths]), *map(line, rows)])
+    return "\n".join([line(names), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def render_targets(results: Sequence[ScenarioResult]) -> str:
@@ -215,6 +248,12 @@ def write_results(
     print(f"chart: {png}")
 
 
+def _rounds_note(settings: Mapping[str, Any]) -> str:
+    """For the report's header: how many rounds, when more than one."""
+    rounds = int(settings.get("rounds", 1))
+    return "" if rounds == 1 else f"; {rounds} rounds, each scenario's median round shown"
+
+
 def print_report(
     obj: RunJson,
     results: Sequence[ScenarioResult],
@@ -229,7 +268,7 @@ def print_report(
         f"  load average at start {machine['load_average_at_start'][0]}"
         f"\nloader: {machine['loader']}; {settings['connections']} connections,"
         f" {settings['duration_s']}s per scenario;"
-        f" signer workers: {settings.get('signer_workers', 1)}\n"
+        f" signer workers: {settings.get('signer_workers', 1)}{_rounds_note(settings)}\n"
     )
     print(render_table(results, markdown=markdown))
     stage_table = render_stages(results)

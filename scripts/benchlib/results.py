@@ -6,14 +6,18 @@ a build. The ratios compare like with like on the same machine in the same run:
 * JWKS scenarios against ``baseline-get`` (a plain aiohttp GET of a body of the JWKS's size);
 * single-token signing against ``baseline-post`` (a plain aiohttp POST parsing the same JSON);
 * batch signing, in tokens/s, against ``hsm-raw`` (in-process HSM signatures/s).
+
+With ``--rounds N``, each scenario is measured N times and reported as the round with the median
+items/s (``median_round``), with every round's items/s kept in ``round_rates``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from scripts.benchlib.stats import Measurement, MeasurementJson, ratio
 
@@ -48,6 +52,8 @@ class ScenarioResult:
     cpu_ms_per_item: float | None = None
     # Mean time per stage from the signer's /metrics over this scenario (see ``stages``).
     stages: Mapping[str, float] | None = None
+    # Items/s of every round, in round order, when each round measured it (``median_round``).
+    round_rates: tuple[float, ...] | None = None
 
     @property
     def items_per_s(self) -> float | None:
@@ -170,6 +176,7 @@ class ScenarioJson(TypedDict):
     ratio_p99: float | None
     cpu_ms_per_item: float | None
     stages: dict[str, float] | None
+    round_rates: NotRequired[list[float] | None]  # absent in files written before --rounds
 
 
 class TargetJson(TypedDict):
@@ -230,6 +237,9 @@ def run_json(
                 "ratio_p99": _round(ratios.p99),
                 "cpu_ms_per_item": _round(result.cpu_ms_per_item),
                 "stages": None if result.stages is None else dict(result.stages),
+                "round_rates": None
+                if result.round_rates is None
+                else [round(rate, 4) for rate in result.round_rates],
             }
         )
     targets: list[TargetJson] = [
@@ -261,6 +271,7 @@ def results_from_json(obj: RunJson) -> list[ScenarioResult]:
     results = []
     for item in obj["scenarios"]:
         measurement = item["measurement"]
+        rates = item.get("round_rates")
         results.append(
             ScenarioResult(
                 name=item["name"],
@@ -272,6 +283,48 @@ def results_from_json(obj: RunJson) -> list[ScenarioResult]:
                 measurement=None if measurement is None else Measurement.from_json(measurement),
                 cpu_ms_per_item=item.get("cpu_ms_per_item"),
                 stages=item.get("stages"),
+                round_rates=None if rates is None else tuple(float(rate) for rate in rates),
             )
         )
     return results
+
+
+def _rate(result: ScenarioResult) -> float:
+    rate = result.items_per_s
+    if rate is None:
+        raise ValueError(f"{result.name} has no measurement")
+    return rate
+
+
+def median_round(rounds: Sequence[ScenarioResult]) -> ScenarioResult:
+    """One scenario's rounds (in round order) as one result: the round with the median items/s.
+
+    With an even number of rounds, the lower of the two middle ones (ties: the earlier round).
+    The chosen round keeps its own measurement, CPU per item and stages, and gets the items/s of
+    every round as ``round_rates``. If any round failed, the first failure is the result (its
+    reason naming the round); otherwise, if any round was not measured (unavailable), that one.
+    """
+    if not rounds:
+        raise ValueError("median_round needs at least one round")
+    for number, result in enumerate(rounds, start=1):
+        if result.status is Status.FAILED:
+            if len(rounds) == 1:
+                return result
+            reason = f"round {number} of {len(rounds)}: {result.reason or 'failed'}"
+            return dataclasses.replace(result, reason=reason)
+    for result in rounds:
+        if result.status is not Status.OK or result.measurement is None:
+            return result
+    rates = tuple(_rate(result) for result in rounds)
+    by_rate = sorted(range(len(rounds)), key=lambda index: rates[index])
+    chosen = rounds[by_rate[(len(rounds) - 1) // 2]]
+    return dataclasses.replace(chosen, round_rates=rates)
+
+
+def combine_rounds(rounds: Iterable[Iterable[ScenarioResult]]) -> list[ScenarioResult]:
+    """Every round's results as one result per scenario (``median_round``), in first-seen order."""
+    by_name: dict[str, list[ScenarioResult]] = {}
+    for one_round in rounds:
+        for result in one_round:
+            by_name.setdefault(result.name, []).append(result)
+    return [median_round(results) for results in by_name.values()]

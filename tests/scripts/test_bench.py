@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from scripts.benchlib.results import (
     ScenarioResult,
     Status,
     check_targets,
+    combine_rounds,
+    median_round,
     ratios_of,
     results_from_json,
     run_json,
@@ -171,6 +174,98 @@ def test_results_json_round_trips_and_carries_ratios() -> None:
     assert by_name["batch-es256"]["items_per_s"] == pytest.approx(700.0)
     assert by_name["jwks-200"]["ratio_throughput"] == pytest.approx(0.95)
     assert [t["met"] for t in obj["targets"]] == [True, False, True, True]
+
+
+def rounds_of(name: str, *rates: float) -> list[ScenarioResult]:
+    """``name`` measured once per rate, each round with its own p99 (its round number)."""
+    return [result(name, rate, p99_ms=float(n)) for n, rate in enumerate(rates, start=1)]
+
+
+def test_median_round_of_an_odd_count_is_the_middle_rate() -> None:
+    chosen = median_round(rounds_of("jwks-200", 900.0, 700.0, 1100.0))
+    assert chosen.items_per_s == pytest.approx(900.0)
+    assert chosen.measurement is not None
+    assert chosen.measurement.p99_ms == 1.0  # the whole round, not a mix of rounds
+    assert chosen.round_rates == pytest.approx((900.0, 700.0, 1100.0))  # in round order
+
+
+def test_median_round_of_an_even_count_is_the_lower_middle() -> None:
+    chosen = median_round(rounds_of("jwks-200", 1000.0, 800.0, 1200.0, 900.0))
+    assert chosen.items_per_s == pytest.approx(900.0)
+    assert chosen.round_rates == pytest.approx((1000.0, 800.0, 1200.0, 900.0))
+
+
+def test_one_failed_round_fails_the_scenario_with_its_reason() -> None:
+    failed = ScenarioResult(
+        name="jwks-200",
+        description="jwks-200",
+        reference="baseline-get",
+        status=Status.FAILED,
+        reason="RuntimeError: expected 200, got 500",
+    )
+    ok = result("jwks-200", 1000.0, reference="baseline-get")
+    chosen = median_round([ok, failed, ok])
+    assert chosen.status is Status.FAILED
+    assert chosen.reason == "round 2 of 3: RuntimeError: expected 200, got 500"
+    assert chosen.measurement is None
+
+
+def test_a_single_round_is_reported_as_measured() -> None:
+    (only,) = rounds_of("jwks-200", 950.0)
+    assert median_round([only]) == dataclasses.replace(only, round_rates=(950.0,))
+
+
+def test_rounds_combine_per_scenario_in_first_seen_order() -> None:
+    rounds = [
+        [result("baseline-get", 1000.0), result("jwks-200", 900.0)],
+        [result("baseline-get", 800.0), result("jwks-200", 700.0)],
+        [result("baseline-get", 1200.0), result("jwks-200", 800.0)],
+    ]
+    combined = combine_rounds(rounds)
+    assert [r.name for r in combined] == ["baseline-get", "jwks-200"]
+    assert [r.items_per_s for r in combined] == pytest.approx([1000.0, 800.0])
+
+
+def test_round_rates_survive_json() -> None:
+    run = [dataclasses.replace(r, round_rates=(500.0, 612.5)) for r in synthetic_run()]
+    obj = run_json(run, started_at="2026-01-01T00:00:00Z", command=[], settings={}, machine={})
+    assert obj["scenarios"][0].get("round_rates") == [500.0, 612.5]
+    assert results_from_json(json.loads(json.dumps(obj))) == run
+
+
+def test_results_json_without_round_rates_is_still_read() -> None:
+    obj = run_json(
+        synthetic_run(), started_at="2026-01-01T00:00:00Z", command=[], settings={}, machine={}
+    )
+    for scenario in obj["scenarios"]:
+        del scenario["round_rates"]
+    assert results_from_json(json.loads(json.dumps(obj))) == synthetic_run()
+
+
+def test_table_shows_the_spread_of_several_rounds_only() -> None:
+    one_round = [dataclasses.replace(r, round_rates=(100.0,)) for r in synthetic_run()]
+    assert report.render_table(one_round) == report.render_table(synthetic_run())
+    assert report.SPREAD_HEADER not in report.render_table(one_round)
+    run = [dataclasses.replace(r, round_rates=(950.0, 1200.0, 1010.0)) for r in synthetic_run()]
+    lines = report.render_table(run).splitlines()
+    assert re.split(r"\s{2,}", lines[0])[:4] == ["scenario", "req/s", "items/s", "items/s min-max"]
+    (jwks,) = [line for line in lines if line.startswith("jwks-200")]
+    assert "950.0-1,200.0" in jwks
+    assert "0.95x" in jwks  # the reported round's ratio, not the spread's
+
+
+def test_markdown_table_with_several_rounds_has_one_cell_per_header() -> None:
+    run = [dataclasses.replace(r, round_rates=(1.0, 2.0)) for r in synthetic_run()]
+    lines = report.render_table(run, markdown=True).splitlines()
+    assert lines[0].startswith("| scenario | req/s | items/s | items/s min-max |")
+    assert {line.count("|") for line in lines} == {len(report.HEADERS) + 2}
+
+
+def test_rounds_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.parse_args([]).rounds == 1
+    with pytest.raises(SystemExit):
+        main.parse_args(["--rounds", "0"])
+    assert "--rounds must be at least 1" in capsys.readouterr().err
 
 
 def test_comparison_shows_relative_change() -> None:
