@@ -369,6 +369,21 @@ async def test_one_batch_of_every_algorithm_verifies(
         verify(ref.alg, await backend.public_key(ref), MESSAGE, signature)
 
 
+async def test_without_the_extension_every_algorithm_signs_through_python_pkcs11(
+    backend: Pkcs11Backend, rsa_ref: KeyRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where _p11batch could not be built, ``Connection.batch`` is None (p11batch.load)."""
+    refs = [await key_for(backend, alg, rsa_ref) for alg in Alg]
+    await backend.sign(refs[0], MESSAGE)  # the session (and its batch signer) exist now
+    monkeypatch.setattr(backend._conn, "batch", None)
+
+    signatures = await asyncio.gather(*(backend.sign(ref, MESSAGE) for ref in refs))
+
+    assert not backend.batched
+    for ref, signature in zip(refs, signatures, strict=True):
+        verify(ref.alg, await backend.public_key(ref), MESSAGE, signature)
+
+
 async def test_the_batch_call_reports_a_refused_job_by_its_ck_rv(backend: Pkcs11Backend) -> None:
     """The backend then signs that job through python-pkcs11, which raises its error. A short
     buffer must not leave the operation active: the job after it still signs."""
