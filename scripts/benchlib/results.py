@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
@@ -134,10 +135,24 @@ def ratios_of(result: ScenarioResult, by_name: Mapping[str, ScenarioResult]) -> 
     assert theirs is not None  # noqa: S101
     # Latencies compare only like for like: a 100-token batch is not one signature.
     same_unit = result.items_per_request == reference.items_per_request
+    paired = paired_ratio(result.round_rates, reference.round_rates)
     return Ratios(
-        throughput=ratio(mine, theirs),
+        throughput=ratio(mine, theirs) if paired is None else paired,
         p99=ratio(result.measurement.p99_ms, reference.measurement.p99_ms) if same_unit else None,
     )
+
+
+def paired_ratio(mine: Sequence[float] | None, theirs: Sequence[float] | None) -> float | None:
+    """With several rounds, the median of the per-round rate ratios; None otherwise.
+
+    A round measures a scenario and its reference seconds apart, so each round's ratio is
+    paired: a slow spell of the machine slows both. The ratio of the two median rounds could
+    pair a fast round of one with a slow round of the other.
+    """
+    if not mine or not theirs or len(mine) != len(theirs) or len(mine) < 2:
+        return None
+    ratios = [m / t for m, t in zip(mine, theirs, strict=True) if t > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def check_targets(

@@ -25,6 +25,7 @@ from scripts.benchlib.results import (
     check_targets,
     combine_rounds,
     median_round,
+    paired_ratio,
     ratios_of,
     results_from_json,
     run_json,
@@ -224,6 +225,25 @@ def test_rounds_combine_per_scenario_in_first_seen_order() -> None:
     combined = combine_rounds(rounds)
     assert [r.name for r in combined] == ["baseline-get", "jwks-200"]
     assert [r.items_per_s for r in combined] == pytest.approx([1000.0, 800.0])
+
+
+def test_with_rounds_the_rate_ratio_is_the_median_of_the_per_round_ratios() -> None:
+    """Each round pairs a scenario with its reference measured seconds before it."""
+    rates = {"baseline-get": (1000.0, 1200.0, 800.0), "jwks-200": (700.0, 1140.0, 800.0)}
+    rounds = [
+        [
+            result("baseline-get", rates["baseline-get"][i]),
+            result("jwks-200", rates["jwks-200"][i], reference="baseline-get"),
+        ]
+        for i in range(3)
+    ]
+    combined = {r.name: r for r in combine_rounds(rounds)}
+
+    # Per round: 0.7, 0.95, 1.0. The two median rounds (1000 and 800) would say 0.8.
+    assert ratios_of(combined["jwks-200"], combined).throughput == pytest.approx(0.95)
+    assert paired_ratio((9.0, 1.0), (10.0, 10.0)) == pytest.approx(0.5)  # even: the mean of two
+    assert paired_ratio((900.0,), (1000.0,)) is None  # one round: the plain ratio applies
+    assert paired_ratio((900.0, 950.0), (1000.0,)) is None
 
 
 def test_round_rates_survive_json() -> None:
