@@ -1,6 +1,6 @@
 """The HTTP application: ``create_app`` wires settings, HSM, store and handlers together.
 
-Handlers parse, call the service and render; ``signer.problems.serve`` wraps every handler
+Handlers parse, call the service and render; ``signer.problems.serving`` wraps every handler
 (``signer.routing``) and renders its errors.
 """
 

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -25,6 +25,9 @@ from signer.errors import (
     Unauthenticated,
 )
 from signer.logs import new_request_id, request_id
+
+if TYPE_CHECKING:
+    from signer.metrics import Metrics
 
 log = logging.getLogger("signer.http")
 
@@ -122,46 +125,53 @@ async def _audit_refusal(request: web.Request, exc: SignerError) -> None:
         log.exception("could not audit a refused request to %s", request.path)
 
 
-async def serve(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
-    """Run ``handler`` with a request id (logs, header, problems), errors rendered as problems,
-    and its time observed by ``route`` (the path it was registered with) and status.
+def serving(handler: Handler, route: str, metrics: Metrics | None) -> Handler:
+    """``handler`` run with a request id (logs, header, problems), errors rendered as problems,
+    and its time observed under ``route`` (the path it was registered with) and status.
 
     Every route's handler is wrapped in this (``signer.routing``) rather than run through an
     aiohttp middleware: an application with any middleware pays two extra calls per request
-    (aiohttp adds one of its own), a third of the JWKS hot path (docs/performance.md).
+    (aiohttp adds one of its own), a third of the JWKS hot path (docs/performance.md). The
+    route and the metrics are bound here, once, not looked up per request.
     """
-    token = request_id.set(new_request_id(request.headers.get("X-Request-Id")))
-    start = time.perf_counter()
-    status = 500
-    try:
+
+    async def served(request: web.Request) -> web.StreamResponse:
+        rid = new_request_id(request.headers.get("X-Request-Id"))
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:  # a redirect or the like: aiohttp sends it as it is
-                status = exc.status
-                raise
-            response = _http_problem(exc)
-        except Exception as exc:  # noqa: BLE001 -- every error becomes a problem response
-            response = await _problem_for(request, exc)
-        status = response.status
-        response.headers["X-Request-Id"] = request_id.get() or ""
-        return response
-    finally:
-        elapsed = time.perf_counter() - start
-        metrics = request.app.get(METRICS)
-        if metrics is not None:
-            metrics.request_timer(request.method, route, status).observe(elapsed)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "request",
-                extra={
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
-        request_id.reset(token)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:  # a redirect or the like: aiohttp sends it as it is
+                    status = exc.status
+                    raise
+                response = _http_problem(exc)
+            except Exception as exc:  # noqa: BLE001 -- every error becomes a problem response
+                response = await _problem_for(request, exc)
+            status = response.status
+            response.headers["X-Request-Id"] = rid
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            if metrics is not None:
+                metrics.request_timer(request.method, route, status).observe(elapsed)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
+            request_id.reset(token)
+
+    served.__name__ = getattr(handler, "__name__", "handler")
+    served.__doc__ = handler.__doc__
+    return served
 
 
 # The catch-all route's path (signer.routing): requests it answers are labelled UNMATCHED.

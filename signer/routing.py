@@ -1,4 +1,4 @@
-"""Route registration: every handler wrapped by ``signer.problems.serve``, and a catch-all.
+"""Route registration: every handler wrapped by ``signer.problems.serving``, and a catch-all.
 
 The wrapper does what a middleware would (request id, problem rendering, timing) without the
 per-request cost of aiohttp's middleware chain. Because aiohttp's own 404 and 405 answers never
@@ -12,30 +12,26 @@ import re
 
 from aiohttp import web
 
-from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, UNMATCHED, Handler, serve
+from signer.context import METRICS
+from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, UNMATCHED, Handler, serving
 
 _REGEX_PART = re.compile(r"\{[^}]*:")
 
 
-def wrap(handler: Handler, route: str) -> Handler:
-    """``handler`` with a request id, problem rendering and timing (labelled ``route``)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        return await serve(request, handler, route)
-
-    wrapped.__name__ = getattr(handler, "__name__", "handler")
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
+def wrap(app: web.Application, handler: Handler, route: str) -> Handler:
+    """``handler`` with a request id, problem rendering and timing (labelled ``route``), timed
+    into the app's metrics (which are set before any route is registered)."""
+    return serving(handler, route, app.get(METRICS))
 
 
 def get(app: web.Application, path: str, handler: Handler) -> None:
     """Register a GET (and HEAD) route."""
-    app.router.add_get(path, wrap(handler, _label(path)))
+    app.router.add_get(path, wrap(app, handler, _label(path)))
 
 
 def post(app: web.Application, path: str, handler: Handler) -> None:
     """Register a POST route."""
-    app.router.add_post(path, wrap(handler, _label(path)))
+    app.router.add_post(path, wrap(app, handler, _label(path)))
 
 
 def _label(path: str) -> str:
@@ -47,7 +43,7 @@ def _label(path: str) -> str:
 
 def add_fallback(app: web.Application) -> None:
     """The catch-all, after every other route: unknown paths and methods get problems too."""
-    app.router.add_route("*", FALLBACK_PATH, wrap(_no_route, UNMATCHED))
+    app.router.add_route("*", FALLBACK_PATH, wrap(app, _no_route, UNMATCHED))
 
 
 async def _no_route(request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,4 @@
-"""Every route goes through ``problems.serve``: no handler can skip problems, ids or timing."""
+"""Every route goes through ``problems.serving``: no handler can skip problems, ids or timing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_every_route_handler_is_wrapped_and_the_catch_all_is_last(tmp_path: Path
     unwrapped = [
         f"{route.method} {route.resource.canonical if route.resource else '?'}"
         for route in routes
-        if route.handler.__qualname__ != "wrap.<locals>.wrapped"
+        if route.handler.__qualname__ != "serving.<locals>.served"
     ]
     assert unwrapped == []
     last = routes[-1].resource
