@@ -94,6 +94,10 @@ class AuditWriter:
         self._signed_at = 0.0
         self._head: AuditRecord | None = None
         self._committed: list[AuditRecord] = []  # our batches since the last catch-up
+        self._elsewhere = False  # notify()'d of records committed by others since then
+        # One catch-up at a time: the writer's loop and checkpoint() must not both stream the
+        # same records, nor one return before the other has noted the head.
+        self._catching_up = asyncio.Lock()
         self._stopping = False
 
     def publish_when(self, predicate: Callable[[], bool]) -> None:
@@ -147,6 +151,7 @@ class AuditWriter:
 
     def notify(self) -> None:
         """Records were committed elsewhere (a key change): stream and checkpoint them."""
+        self._elsewhere = True
         self._wake.set()
 
     async def aclose(self) -> None:
@@ -199,15 +204,27 @@ class AuditWriter:
                 future.set_result(record)
 
     async def _catch_up(self) -> None:
-        """Stream committed records past the sink's position, and note the head.
+        """Stream committed records past the sink's position, and note the head."""
+        async with self._catching_up:
+            await self._catch_up_now()
 
-        Our own batches are streamed as committed; the store is read only when records written
-        elsewhere (key changes, other workers) may sit between them.
+    async def _catch_up_now(self) -> None:
+        """``_catch_up``, under its lock.
+
+        Our own batches (and checkpoints) are streamed as committed; the store is read only when
+        records written elsewhere (key changes, other workers) may sit between them, and without
+        a sink only its head is read: reading every record back means parsing and re-hashing it.
         """
         own, self._committed = self._committed, []
+        elsewhere, self._elsewhere = self._elsewhere, False
+        if not own and not elsewhere:
+            return
         contiguous = all(b.seq == a.seq + 1 for a, b in itertools.pairwise(own))
         if own and contiguous and own[0].seq == self._streamed + 1:
             records = own
+        elif self._sink_path is None:
+            head = await self._store.audit_last()
+            records = [] if head is None or head.seq <= self._streamed else [head]
         else:
             records = await self._store.audit_records(after=self._streamed)
         if not records:
@@ -244,6 +261,7 @@ class AuditWriter:
         signature = await self._sign(checkpoint_payload(head, kid=self._kid, time=now))
         item = checkpoint_entry(head, kid=self._kid, time=now, signature=signature)
         (record,) = await self._store.append_audit([item])
+        self._committed.append(record)  # ours: streamed with the batches, not read back
         self._signed_seq = head.seq
         self._signed_at = self._clock()
         self._wake.set()
