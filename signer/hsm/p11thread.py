@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from pkcs11.constants import Attribute
     from pkcs11.types import Object, Session
 
-    from signer.hsm.pkcs11 import SigningKey
+    from signer.hsm.keyobjects import SigningKey
 
 T = TypeVar("T")
 

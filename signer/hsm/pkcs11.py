@@ -18,20 +18,28 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pkcs11.constants import Attribute, MechanismFlag, ObjectClass
-from pkcs11.exceptions import AttributeSensitive, AttributeTypeInvalid, PKCS11Error
+from pkcs11.exceptions import PKCS11Error
 from pkcs11.mechanisms import MGF, KeyType, Mechanism
-from pkcs11.types import Object, Session, SignMixin
+from pkcs11.types import Session
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from jwks.algorithms import SPECS, Alg
-from signer.errors import HsmError, HsmUnavailable, KeyProofFailed, SignerError
+from signer.errors import HsmError, HsmUnavailable, SignerError
 from signer.hsm import p11batch
 from signer.hsm.base import KeyProof, KeyRef
-from signer.hsm.ecpoint import Curve, curve_from_params, ec_spki, rsa_spki
+from signer.hsm.ecpoint import Curve, ec_spki, rsa_spki
+from signer.hsm.keyobjects import (
+    KIND,
+    SigningKey,
+    check_proof,
+    find_private,
+    kind_of,
+    read_proof,
+    signing_key,
+)
 from signer.hsm.p11thread import (
     RECONNECT,
     Connection,
@@ -54,41 +62,14 @@ RSA_BITS = 2048
 # python-pkcs11 would otherwise default the PSS parameters to SHA-1.
 _PSS_SHA256 = (Mechanism.SHA256, MGF.SHA256, 32)
 
-# What kind of key each algorithm needs: (CKA_KEY_TYPE, curve or None for RSA).
-_KIND: dict[Alg, tuple[KeyType, Curve | None]] = {
-    Alg.ES256: (KeyType.EC, Curve.P256),
-    Alg.ES384: (KeyType.EC, Curve.P384),
-    Alg.EDDSA: (KeyType.EC_EDWARDS, Curve.ED25519),
-    Alg.RS256: (KeyType.RSA, None),
-    Alg.PS256: (KeyType.RSA, None),
-}
-
 # An RSA key does not record whether it is meant for PKCS#1 v1.5 or PSS, so list_refs
 # reports RSA keys as RS256; callers take the ring's alg from the state store.
-_ALG_OF_KIND: dict[tuple[KeyType, Curve | None], Alg] = {
+_ALG_OFKIND: dict[tuple[KeyType, Curve | None], Alg] = {
     (KeyType.EC, Curve.P256): Alg.ES256,
     (KeyType.EC, Curve.P384): Alg.ES384,
     (KeyType.EC_EDWARDS, Curve.ED25519): Alg.EDDSA,
     (KeyType.RSA, None): Alg.RS256,
 }
-
-_PROOF_ATTRS = [
-    Attribute.LOCAL,
-    Attribute.ALWAYS_SENSITIVE,
-    Attribute.NEVER_EXTRACTABLE,
-    Attribute.SENSITIVE,
-    Attribute.EXTRACTABLE,
-]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SigningKey:
-    """A proven private key object, cached per session so signing needs no lookup."""
-
-    key: SignMixin
-    label: str
-    kind: tuple[KeyType, Curve | None]
-    signature_size: int
 
 
 class Pkcs11Backend:
@@ -167,13 +148,13 @@ class Pkcs11Backend:
         """Read the private key's custody attributes and try to read its secret value."""
         return await self._call(
             f"read attributes of {ref.label!r}",
-            lambda conn, session: _read_proof(_find_private(session, ref)),
+            lambda conn, session: read_proof(find_private(session, ref)),
         )
 
     async def prove(self, ref: KeyRef) -> KeyProof:
         """Return the key's proof, or raise ``KeyProofFailed`` naming what breaks it."""
         proof = await self.attributes(ref)
-        _check_proof(ref, proof)
+        check_proof(ref, proof)
         return proof
 
     async def list_refs(self, label_prefix: str) -> list[KeyRef]:
@@ -237,7 +218,7 @@ class Pkcs11Backend:
         ident = bytes.fromhex(ref.key_id)
         if find_objects(session, {Attribute.ID: ident}):
             raise HsmError(f"an object with CKA_ID {ref.key_id} already exists on the token")
-        key_type, curve = _KIND[ref.alg]
+        key_type, curve = KIND[ref.alg]
         public: dict[Attribute, Any] = {
             Attribute.TOKEN: True,
             Attribute.PRIVATE: False,
@@ -276,7 +257,7 @@ class Pkcs11Backend:
             store=True,
         )
         # Prove what the token made of the template before anyone signs with it.
-        conn.keys[ref.key_id] = _signing_key(ref, private_key)
+        conn.keys[ref.key_id] = signing_key(ref, private_key)
         return ref
 
     def _spki(self, ref: KeyRef, conn: Connection, session: Session) -> bytes:
@@ -297,8 +278,8 @@ class Pkcs11Backend:
             )
         public = found[0]
         try:
-            kind = _kind(public)
-            if kind != _KIND[ref.alg]:
+            kind = kind_of(public)
+            if kind != KIND[ref.alg]:
                 raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
             if kind[1] is None:
                 modulus = int.from_bytes(public[Attribute.MODULUS], "big")
@@ -340,79 +321,6 @@ def _key_id(key_id: str) -> bytes:
     return ident
 
 
-def _find_private(session: Session, ref: KeyRef) -> Object:
-    found = find_objects(
-        session,
-        {
-            Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-            Attribute.ID: bytes.fromhex(ref.key_id),
-            Attribute.LABEL: ref.label,
-        },
-    )
-    if not found:
-        raise HsmError(f"no private key {ref.label!r} (CKA_ID {ref.key_id}) on the token")
-    if len(found) > 1:
-        raise HsmError(f"{len(found)} private keys match {ref.label!r}; refusing to guess")
-    return found[0]
-
-
-def _kind(obj: Object) -> tuple[KeyType, Curve | None]:
-    key_type = KeyType(obj[Attribute.KEY_TYPE])
-    if key_type == KeyType.RSA:
-        return key_type, None
-    if key_type in (KeyType.EC, KeyType.EC_EDWARDS):
-        return key_type, curve_from_params(obj[Attribute.EC_PARAMS])
-    raise ValueError(f"unsupported key type {key_type.name}")
-
-
-def _signing_key(ref: KeyRef, obj: Object) -> SigningKey:
-    """Check that ``obj`` is provably non-exportable and fits ``ref.alg``; wrap it for signing."""
-    _check_proof(ref, _read_proof(obj))
-    try:
-        kind = _kind(obj)
-    except ValueError as exc:
-        raise HsmError(f"key {ref.label!r}: {exc}") from exc
-    if kind != _KIND[ref.alg]:
-        raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
-    if not isinstance(obj, SignMixin):
-        raise HsmError(f"key {ref.label!r} does not have CKA_SIGN")
-    size = SPECS[ref.alg].signature_size
-    if size is None:  # RSA: the signature is as long as the modulus (RFC 8017 §8.1.1)
-        size = len(bytes(obj[Attribute.MODULUS]).lstrip(b"\x00"))
-    return SigningKey(key=obj, label=ref.label, kind=kind, signature_size=size)
-
-
-def _read_proof(obj: Object) -> KeyProof:
-    values = obj.get_attributes(_PROOF_ATTRS)
-    secrets = [Attribute.VALUE]
-    if obj[Attribute.KEY_TYPE] == KeyType.RSA:
-        secrets.append(Attribute.PRIVATE_EXPONENT)  # RSA keeps its secret there, not in VALUE
-    return KeyProof(
-        local=bool(values[Attribute.LOCAL]),
-        always_sensitive=bool(values[Attribute.ALWAYS_SENSITIVE]),
-        never_extractable=bool(values[Attribute.NEVER_EXTRACTABLE]),
-        sensitive=bool(values[Attribute.SENSITIVE]),
-        extractable=bool(values[Attribute.EXTRACTABLE]),
-        value_readable=any(_readable(obj, attribute) for attribute in secrets),
-    )
-
-
-def _readable(obj: Object, attribute: Attribute) -> bool:
-    try:
-        obj[attribute]
-    except (AttributeSensitive, AttributeTypeInvalid):
-        # Sensitive: refused as it must be; type invalid: the key has no such attribute.
-        return False
-    return True
-
-
-def _check_proof(ref: KeyRef, proof: KeyProof) -> None:
-    if not proof.ok:
-        raise KeyProofFailed(
-            f"key {ref.label!r} is not provably non-exportable: " + "; ".join(proof.failures())
-        )
-
-
 def _list_refs(session: Session, label_prefix: str) -> list[KeyRef]:
     refs = []
     for obj in find_objects(session, {Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
@@ -420,7 +328,7 @@ def _list_refs(session: Session, label_prefix: str) -> list[KeyRef]:
         if not label.startswith(label_prefix):
             continue
         try:
-            alg = _ALG_OF_KIND.get(_kind(obj))
+            alg = _ALG_OFKIND.get(kind_of(obj))
         except ValueError:
             alg = None
         if alg is not None:  # keys of other kinds are not the signer's
@@ -486,8 +394,8 @@ def _key(ref: KeyRef, conn: Connection, session: Session) -> SigningKey:
     """The proven key object for ``ref``: found once per session, then cached."""
     key = conn.keys.get(ref.key_id)
     if key is None or key.label != ref.label:
-        key = conn.keys[ref.key_id] = _signing_key(ref, _find_private(session, ref))
-    if key.kind != _KIND[ref.alg]:
+        key = conn.keys[ref.key_id] = signing_key(ref, find_private(session, ref))
+    if key.kind != KIND[ref.alg]:
         raise HsmError(f"key {ref.label!r} is not a {ref.alg} key")
     return key
 
