@@ -287,9 +287,11 @@ class AuditRecord:
         return cast(AuditRecordJson, obj | {"details": _copy_object(self.details, "details")})
 
     def line(self) -> str:
-        """The record as one JSON text with its nine members (in no promised order), for a store.
+        """The record as one JSON text with its nine members: what the stores keep, the sink
+        appends and ``signer audit export`` writes.
 
-        It is the hashed encoding with ``hash`` added, so writing a record encodes nothing again.
+        It is the hashed encoding (members sorted) with ``hash`` added last, so writing a record
+        encodes nothing again. Readers take the members by name, in any order.
         """
         return self.content[:-1].decode("utf-8") + ',"hash":"' + self.hash + '"}'
 

@@ -233,7 +233,7 @@ class AuditWriter:
         if self._sink_path is not None:
             with self._sink_path.open("a", encoding="utf-8") as sink:
                 for record in records:
-                    sink.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+                    sink.write(record.line() + "\n")
         self._streamed = records[-1].seq
 
     async def _maybe_checkpoint(self) -> None:
