@@ -14,11 +14,11 @@ and :func:`~signer.audit.chain.checkpoint_entry` make one):
   target ``audit``, outcome ``success``, ``time`` = the payload's time, details ``{"seq", "hash",
   "kid", "alg": "ES256", "signature"}``. So it is chained too: removing one from the middle shows.
 
-:func:`verify_checkpoints` walks the chain as :func:`~signer.audit.chain.verify_chain` does and,
-for each checkpoint, rebuilds the payload from the record, verifies the signature under the trusted
-key for its ``kid`` and checks that record N of the input hashes to the named hash. Then every
-record from the start of the input to N (``last_signed_seq``) is as the key holder wrote it:
-changing any of them changes hash N, or breaks the chain, or the signature.
+:func:`verify_checkpoints` walks the chain as :func:`~signer.audit.chaincheck.verify_chain`
+does and, for each checkpoint, rebuilds the payload from the record, verifies the signature under
+the trusted key for its ``kid`` and checks that record N of the input hashes to the named hash.
+Then every record from the start of the input to N (``last_signed_seq``) is as the key holder
+wrote it: changing any of them changes hash N, or breaks the chain, or the signature.
 
 Not covered: records after the last checkpoint's N are only chained, so whoever can write the log
 can change, append or drop them unnoticed until the next checkpoint; and cutting the log back to
@@ -43,12 +43,10 @@ from signer.audit.chain import (
     CHECKPOINT_TYPE,
     GENESIS,
     AuditRecord,
-    BadRecord,
-    ChainInput,
     CheckpointPayload,
     canonical_json,
-    walk_chain,
 )
+from signer.audit.chaincheck import BadRecord, ChainInput, walk_chain
 
 TrustedKeys: TypeAlias = "ec.EllipticCurvePublicKey | Mapping[str, ec.EllipticCurvePublicKey]"
 _DETAILS: Final = frozenset({"seq", "hash", "kid", "alg", "signature"})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwks.jwk import Jwk, public_key_from_jwk
-from signer.audit.chain import BadRecord, verify_chain
+from signer.audit.chaincheck import BadRecord, verify_chain
 from signer.audit.checkpoint import verify_checkpoints
 
 

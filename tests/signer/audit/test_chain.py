@@ -22,17 +22,14 @@ from signer.audit.chain import (
     OUTCOMES,
     AuditEntry,
     AuditRecord,
-    BadRecord,
-    ChainInput,
     canonical_json,
     checkpoint_entry,
     checkpoint_payload,
     format_time,
     link,
     link_all,
-    parse_line,
-    verify_chain,
 )
+from signer.audit.chaincheck import BadRecord, ChainInput, parse_line, verify_chain
 from signer.audit.checkpoint import verify_checkpoints
 
 T0 = 1_790_000_000.25

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from signer.audit.chain import CHECKPOINT_ACTION, AuditRecord, verify_chain
+from signer.audit.chain import CHECKPOINT_ACTION, AuditRecord
+from signer.audit.chaincheck import verify_chain
 from signer.audit.writer import AuditWriter, entry
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock

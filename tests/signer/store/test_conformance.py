@@ -22,7 +22,8 @@ from signer.approvals.rules import (
     new_request,
     vote,
 )
-from signer.audit.chain import AuditEntry, verify_chain
+from signer.audit.chain import AuditEntry
+from signer.audit.chaincheck import verify_chain
 from signer.errors import KeyNotActive
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite, StateStore
 from signer.store.sqlite import SqliteStore

@@ -19,7 +19,7 @@ from redis.exceptions import WatchError
 from jwks.records import KeyState
 from jwks.thumbprint import KeyId
 from signer.approvals.rules import Decision, Vote, vote
-from signer.audit.chain import verify_chain
+from signer.audit.chaincheck import verify_chain
 from signer.errors import StoreUnavailable
 from signer.settings import StoreSettings
 from signer.store import open_store
