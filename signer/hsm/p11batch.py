@@ -2,14 +2,14 @@
 
 python-pkcs11 releases the GIL around each PKCS#11 call and takes it back after, two or three
 times per signature. While the event loop is busy, each take-back waits for the loop to let go
-(up to the interpreter's switch interval, 5 ms), so under HTTP load the PKCS#11 thread spent
+(up to the interpreter's switch interval), so under HTTP load the PKCS#11 thread spent
 its time waiting, not signing: in isolation, 64-signature batches against a busy main thread
 went from 640 signatures/s through python-pkcs11 to 4,800/s through this path.
 
 The extension signs with the module's own ``C_SignInit``/``C_Sign`` (read from its
 ``CK_FUNCTION_LIST``) on python-pkcs11's session and key handles, for mechanisms without
-parameters. It is built by ``pip install`` (``pyproject.toml`` ext-modules); where it could not
-be built, ``load`` answers ``None`` and every signature goes through python-pkcs11 as before.
+parameters. It is built by ``pip install`` (``setup.py``, optional); where it could not be
+built, ``load`` answers ``None`` and every signature goes through python-pkcs11 as before.
 """
 
 from __future__ import annotations
