@@ -112,19 +112,12 @@ class Pkcs11Backend:
         Concurrent calls are queued and signed in batches, one trip to the PKCS#11 thread per
         batch (see ``SignQueue``).
         """
-        spec = SPECS[ref.alg]
-        if spec.hash_name is not None:
-            # ECDSA: SoftHSM 2.6.1 has no CKM_ECDSA_SHA256, so hash here and sign with CKM_ECDSA.
-            data = hashlib.new(spec.hash_name, data).digest()
-        return await self._submit(ref, data)
+        return await self._submit(ref, _message(ref, data))
 
     async def sign_many(self, ref: KeyRef, inputs: Sequence[bytes]) -> list[bytes]:
         """``sign`` every input with one key: one queue entry each, one wait for them all."""
-        spec = SPECS[ref.alg]
-        if spec.hash_name is not None:
-            inputs = [hashlib.new(spec.hash_name, data).digest() for data in inputs]
         self._check_open()
-        return await self._signs.submit_many(ref, inputs)
+        return await self._signs.submit_many(ref, [_message(ref, data) for data in inputs])
 
     async def sign_digest(self, ref: KeyRef, digest: bytes) -> bytes:
         """Sign a digest the caller computed (ECDSA only) and return the raw ``r || s``.
@@ -309,6 +302,15 @@ _MECHANISM = {
     Alg.RS256: Mechanism.SHA256_RSA_PKCS,
     Alg.EDDSA: Mechanism.EDDSA,  # RFC 8037 §3.1: PureEdDSA over the whole message
 }
+
+
+def _message(ref: KeyRef, data: bytes) -> bytes:
+    """What the module signs for ``data`` with ``ref``'s mechanism."""
+    hash_name = SPECS[ref.alg].hash_name
+    if hash_name is None:
+        return data
+    # ECDSA: SoftHSM 2.6.1 has no CKM_ECDSA_SHA256, so hash here and sign with CKM_ECDSA.
+    return hashlib.new(hash_name, data).digest()
 
 
 def _key_id(key_id: str) -> bytes:
