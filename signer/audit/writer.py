@@ -30,6 +30,7 @@ from signer.audit.chain import (
 )
 from signer.errors import SignerError, StoreUnavailable
 from signer.store.base import StateStore
+from signer.tickets import Ticket
 
 log = logging.getLogger("signer.audit")
 
@@ -86,7 +87,8 @@ class AuditWriter:
         self._sign = checkpoint_sign
         self._every = checkpoint_every
         self._seconds = checkpoint_seconds
-        self._queue: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]] = []
+        # Each entry with its caller's ticket and its place in it (``signer.tickets``).
+        self._queue: list[tuple[AuditEntry, Ticket[AuditRecord], int]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._streamed = 0  # last seq written to the sink
@@ -141,13 +143,12 @@ class AuditWriter:
         """Append one entry per item of fields, in order; return once all are durable."""
         if self._task is None or self._task.done():
             raise StoreUnavailable("the audit writer is not running")
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[AuditRecord]] = []
-        for fields in items:
-            futures.append(loop.create_future())
-            self._queue.append((self.make(**fields), futures[-1]))
+        ticket: Ticket[AuditRecord] = Ticket(asyncio.get_running_loop(), len(items))
+        self._queue.extend(
+            (self.make(**fields), ticket, index) for index, fields in enumerate(items)
+        )
         self._wake.set()
-        return list(await asyncio.gather(*futures))
+        return await ticket.done
 
     def notify(self) -> None:
         """Records were committed elsewhere (a key change): stream and checkpoint them."""
@@ -186,22 +187,20 @@ class AuditWriter:
             if self._stopping and not self._queue:
                 return
 
-    async def _commit(self, batch: list[tuple[AuditEntry, asyncio.Future[AuditRecord]]]) -> None:
+    async def _commit(self, batch: list[tuple[AuditEntry, Ticket[AuditRecord], int]]) -> None:
         start = time.perf_counter()
         try:
-            records = await self._store.append_audit([item for item, _ in batch])
+            records = await self._store.append_audit([item for item, _, _ in batch])
             if self._on_commit is not None:
                 self._on_commit(len(records), time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 -- every waiter must hear of the failure
             error = StoreUnavailable(f"audit records could not be committed: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for _, ticket, _ in batch:
+                ticket.fail(error)
             return
         self._committed.extend(records)
-        for (_, future), record in zip(batch, records, strict=True):
-            if not future.done():
-                future.set_result(record)
+        for (_, ticket, index), record in zip(batch, records, strict=True):
+            ticket.answer(index, record)
 
     async def _catch_up(self) -> None:
         """Stream committed records past the sink's position, and note the head."""

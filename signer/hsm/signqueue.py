@@ -4,7 +4,8 @@ Every PKCS#11 call runs on one thread per process (``signer.hsm.p11thread``). Se
 there on its own costs two thread hand-offs and a wake-up of the event loop per signature, and
 under load the hand-offs (each waiting for the GIL) cost more than SoftHSM's ECDSA itself. So
 callers queue their inputs; while one batch is on the thread the next one gathers, and a single
-drainer task sends each batch over in one call and wakes its callers in one loop iteration.
+drainer task sends each batch over in one call and wakes its callers in one loop iteration, each
+caller once however many inputs it queued (``signer.tickets``).
 
 A lone caller still goes at once: an idle queue sends a batch of one without waiting for company.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from signer.errors import HsmUnavailable, SignerError
 from signer.hsm.base import KeyRef
+from signer.tickets import Ticket
 
 # Bounds the time the last caller of a batch waits behind the others (~0.1 ms per ES256 sign on
 # SoftHSM, so ~25 ms) while amortising the hand-off over many signatures: batch requests of 100
@@ -27,11 +29,13 @@ MAX_BATCH = 256
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignJob:
-    """One queued input: the key, the bytes to sign (already hashed for ECDSA), the waiter."""
+    """One queued input: the key, the bytes to sign (already hashed for ECDSA), and where its
+    signature goes: item ``index`` of its caller's ticket."""
 
     ref: KeyRef
     data: bytes
-    done: asyncio.Future[bytes] = field(compare=False)
+    ticket: Ticket[bytes] = field(compare=False)
+    index: int
 
 
 # Signs a batch on the PKCS#11 thread: a signature or the job's own error, in job order.
@@ -50,22 +54,21 @@ class SignQueue:
 
     async def submit(self, ref: KeyRef, data: bytes) -> bytes:
         """Queue ``data`` for signing with ``ref`` and return its signature (or raise its error)."""
-        (job,) = self._queue(ref, (data,))
-        return await job.done
+        (signature,) = await self.submit_many(ref, (data,))
+        return signature
 
     async def submit_many(self, ref: KeyRef, inputs: Sequence[bytes]) -> list[bytes]:
         """Queue every input for ``ref``; their signatures in order, or the first error."""
-        jobs = self._queue(ref, inputs)
-        return list(await asyncio.gather(*(job.done for job in jobs)))
-
-    def _queue(self, ref: KeyRef, inputs: Sequence[bytes]) -> list[SignJob]:
         loop = asyncio.get_running_loop()
-        jobs = [SignJob(ref=ref, data=data, done=loop.create_future()) for data in inputs]
-        self._pending.extend(jobs)
+        ticket: Ticket[bytes] = Ticket(loop, len(inputs))
+        self._pending.extend(
+            SignJob(ref=ref, data=data, ticket=ticket, index=index)
+            for index, data in enumerate(inputs)
+        )
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain(), name="pkcs11-sign-queue")
             self._drainer.add_done_callback(self._drained)
-        return jobs
+        return await ticket.done
 
     async def drain(self) -> None:
         """Wait until every queued job has its answer."""
@@ -77,7 +80,7 @@ class SignQueue:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            self._inflight = [job for job in batch if not job.done.done()]  # callers gone?
+            self._inflight = [job for job in batch if job.ticket.waiting]  # callers gone?
             if not self._inflight:
                 continue
             try:
@@ -102,12 +105,10 @@ class SignQueue:
 
 
 def _settle(job: SignJob, result: bytes | BaseException) -> None:
-    if job.done.done():  # the caller was cancelled while its batch was on the thread
-        return
     if isinstance(result, BaseException):
-        job.done.set_exception(result)
+        job.ticket.fail(result)
     else:
-        job.done.set_result(result)
+        job.ticket.answer(job.index, result)
 
 
 __all__ = ["MAX_BATCH", "BatchSigner", "SignJob", "SignQueue"]

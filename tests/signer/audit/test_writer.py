@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from signer.audit.chain import CHECKPOINT_ACTION, AuditRecord
+import pytest
+
+from signer.audit import writer as writer_module
+from signer.audit.chain import CHECKPOINT_ACTION, AuditEntry, AuditRecord
 from signer.audit.chaincheck import verify_chain
 from signer.audit.writer import AuditWriter, entry
+from signer.errors import StoreUnavailable
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock
 
@@ -79,3 +85,41 @@ async def test_without_a_sink_records_written_elsewhere_are_not_read_back(tmp_pa
     assert checkpoint is not None
     assert checkpoint.details["seq"] == 6  # 3 + the revoke + 2
     assert store.reads == 0
+
+
+async def test_one_callers_entries_over_several_commits_come_back_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)
+    store = SqliteStore(tmp_path / "state.db")
+    writer = AuditWriter(store, clock=MovingClock(T0))
+    await writer.start()
+
+    records = await writer.record_many(items(10))
+    await writer.aclose()
+    await store.aclose()
+
+    assert [r.details["n"] for r in records] == list(range(10))
+    assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 10))
+
+
+class FailingStore(SqliteStore):
+    """A real SQLite store whose audit commits fail."""
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        raise OSError("disk full")
+
+
+async def test_every_caller_in_a_failed_commit_hears_of_it(tmp_path: Path) -> None:
+    store = FailingStore(tmp_path / "state.db")
+    writer = AuditWriter(store, clock=MovingClock(T0))
+    await writer.start()
+
+    results = await asyncio.gather(
+        writer.record_many(items(2)), writer.record(**items(1)[0]), return_exceptions=True
+    )
+    await writer.aclose()
+    await store.aclose()
+
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    assert all("disk full" in str(r) for r in results)

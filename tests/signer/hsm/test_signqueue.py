@@ -131,3 +131,23 @@ async def test_callers_are_answered_when_the_queue_is_cancelled(turns: int) -> N
     results = await asyncio.gather(*waiting, return_exceptions=True)
 
     assert all(isinstance(r, HsmUnavailable) for r in results)
+
+
+async def test_a_callers_inputs_split_over_batches_are_answered_together_in_order() -> None:
+    recorder = Recorder()
+    queue = SignQueue(recorder, max_batch=2)
+
+    signatures = await queue.submit_many(REF, [b"a1", b"b2", b"c3", b"d4", b"e5"])
+
+    assert signatures == [b"1a", b"2b", b"3c", b"4d", b"5e"]
+    assert recorder.batches == [[b"a1", b"b2"], [b"c3", b"d4"], [b"e5"]]
+
+
+async def test_after_one_input_is_refused_the_callers_other_inputs_are_not_signed() -> None:
+    recorder = Recorder(fail_on=b"bad")
+    queue = SignQueue(recorder, max_batch=1)
+
+    with pytest.raises(HsmError):
+        await queue.submit_many(REF, [b"bad", b"never"])
+
+    assert recorder.batches == [[b"bad"]]
