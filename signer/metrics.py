@@ -1,8 +1,10 @@
 """Prometheus metrics: one registry per application, rendered at ``GET /metrics``.
 
-Request and signing latencies are histograms; HSM operations are timed by wrapping the backend;
-gauges that depend on the clock (key age, time to the next rotation step) are computed at scrape
-time from the ring views, so they cost nothing on the hot path.
+Request and signing latencies are histograms; HSM operations are timed by wrapping the backend.
+Counters and histograms are ``signer.loopmetrics``'s: only the event loop's thread updates them,
+so they skip prometheus-client's locks, and they export the same samples. Gauges that depend on
+the clock (key age, time to the next rotation step) are computed at scrape time from the ring
+views, so they cost nothing on the hot path.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import time
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jwks.algorithms import Alg
 from signer.hsm.base import KeyBackend, KeyProof, KeyRef
+from signer.loopmetrics import CounterChild, HistogramChild, LoopCounter, LoopHistogram
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -37,37 +40,37 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Histogram(
+        self.requests = LoopHistogram(
             "signer_http_request_duration_seconds",
             "HTTP request latency by route and status.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.sign = Histogram(
+        self.sign = LoopHistogram(
             "signer_jwt_sign_duration_seconds",
             "Time to sign and audit one JWT, by ring and algorithm.",
             ["ring", "alg"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.hsm = Histogram(
+        self.hsm = LoopHistogram(
             "signer_hsm_operation_duration_seconds",
             "PKCS#11 operation latency by operation.",
             ["operation"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.hsm_errors = Counter(
+        self.hsm_errors = LoopCounter(
             "signer_hsm_errors_total", "PKCS#11 operations that failed.", ["operation"], registry=r
         )
-        self.audit_commit = Histogram(
+        self.audit_commit = LoopHistogram(
             "signer_audit_commit_duration_seconds",
             "Time to commit one batch of audit records.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.audit_batch = Histogram(
+        self.audit_batch = LoopHistogram(
             "signer_audit_batch_records",
             "Audit records per group commit.",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
@@ -76,22 +79,22 @@ class Metrics:
         self.audit_queue = Gauge(
             "signer_audit_queue_depth", "Audit records waiting for a commit.", registry=r
         )
-        self.jwks = Counter(
+        self.jwks = LoopCounter(
             "signer_jwks_requests_total",
             "JWKS responses by ring and status (200 or 304).",
             ["ring", "status"],
             registry=r,
         )
-        self._request_children: dict[tuple[str, str, int], Histogram] = {}
-        self._jwks_children: dict[tuple[str, int], Counter] = {}
-        self.rate_limited = Counter(
+        self._request_children: dict[tuple[str, str, int], HistogramChild] = {}
+        self._jwks_children: dict[tuple[str, int], CounterChild] = {}
+        self.rate_limited = LoopCounter(
             "signer_rate_limited_total",
             "Requests refused by a principal's rate limit.",
             ["principal"],
             registry=r,
         )
 
-    def request_timer(self, method: str, route: str, status: int) -> Histogram:
+    def request_timer(self, method: str, route: str, status: int) -> HistogramChild:
         """The request histogram's child for these labels, looked up once per combination."""
         key = (method, route, status)
         child = self._request_children.get(key)
