@@ -132,13 +132,13 @@ def _jwks_response(request: web.Request, ring: str) -> web.Response:
     return web.Response(body=view.jwks.body, content_type=JWKS_CONTENT_TYPE, headers=headers)
 
 
-async def default_jwks(request: web.Request) -> web.Response:
-    """GET /.well-known/jwks.json: the default ring's JWKS."""
+def default_jwks(request: web.Request) -> web.Response:
+    """GET /.well-known/jwks.json: the default ring's JWKS (a plain handler, see routing)."""
     return _jwks_response(request, request.app[SETTINGS].server.default_ring)
 
 
-async def ring_jwks(request: web.Request) -> web.Response:
-    """GET /v1/rings/{ring}/jwks.json."""
+def ring_jwks(request: web.Request) -> web.Response:
+    """GET /v1/rings/{ring}/jwks.json (a plain handler, see routing)."""
     return _jwks_response(request, request.match_info["ring"])
 
 
@@ -244,8 +244,8 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
             await state.aclose()
 
     app.cleanup_ctx.append(lifecycle)
-    routing.get(app, "/.well-known/jwks.json", default_jwks)
-    routing.get(app, "/v1/rings/{ring}/jwks.json", ring_jwks)
+    routing.get_plain(app, "/.well-known/jwks.json", default_jwks)
+    routing.get_plain(app, "/v1/rings/{ring}/jwks.json", ring_jwks)
     routing.post(app, "/v1/rings/{ring}/jwt", sign_jwt)
     routing.post(app, "/v1/rings/{ring}/jwt:batch", sign_jwt_batch)
     routing.get(app, "/healthz", healthz)

@@ -134,6 +134,7 @@ def serving(handler: Handler, route: str, metrics: Metrics | None) -> Handler:
     (aiohttp adds one of its own), a third of the JWKS hot path (docs/performance.md). The
     route and the metrics are bound here, once, not looked up per request.
     """
+    observe = _observer(route, metrics)
 
     async def served(request: web.Request) -> web.StreamResponse:
         rid = new_request_id(request.headers.get("X-Request-Id"))
@@ -143,35 +144,92 @@ def serving(handler: Handler, route: str, metrics: Metrics | None) -> Handler:
         try:
             try:
                 response = await handler(request)
-            except web.HTTPException as exc:
-                if exc.status < 400:  # a redirect or the like: aiohttp sends it as it is
-                    status = exc.status
-                    raise
-                response = _http_problem(exc)
             except Exception as exc:  # noqa: BLE001 -- every error becomes a problem response
-                response = await _problem_for(request, exc)
+                response = await _error_response(request, exc)
+        except web.HTTPException as exc:  # a redirect or the like, on its way to aiohttp
+            status = exc.status
+            raise
+        else:
             status = response.status
             response.headers["X-Request-Id"] = rid
             return response
         finally:
-            elapsed = time.perf_counter() - start
-            if metrics is not None:
-                metrics.request_timer(request.method, route, status).observe(elapsed)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "request",
-                    extra={
-                        "method": request.method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
+            observe(request, status, start)
             request_id.reset(token)
 
+    return _named(served, handler)
+
+
+PlainHandler = Callable[[web.Request], web.StreamResponse]
+
+
+def serving_plain(handler: PlainHandler, route: str, metrics: Metrics | None) -> Handler:
+    """``serving`` for a plain function: one that answers without awaiting or logging, such as
+    the JWKS documents, the public hot path.
+
+    The same request id header, problems and metrics, at less cost per request: no coroutine of
+    its own, and the request id enters the logging context only when the handler fails (a
+    plain handler logs nothing on its way to an answer, so no log line can miss it).
+    """
+    observe = _observer(route, metrics)
+
+    async def served(request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        rid = new_request_id(request.headers.get("X-Request-Id"))
+        try:
+            response = handler(request)
+        except Exception as exc:  # noqa: BLE001 -- every error becomes a problem response
+            token = request_id.set(rid)
+            try:
+                response = await _error_response(request, exc)
+            except web.HTTPException as redirect:
+                observe(request, redirect.status, start)
+                raise
+            finally:
+                request_id.reset(token)
+        response.headers["X-Request-Id"] = rid
+        observe(request, response.status, start)
+        return response
+
+    return _named(served, handler)
+
+
+def _named(served: Handler, handler: Callable[..., Any]) -> Handler:
     served.__name__ = getattr(handler, "__name__", "handler")
     served.__doc__ = handler.__doc__
     return served
+
+
+def _observer(route: str, metrics: Metrics | None) -> Callable[[web.Request, int, float], None]:
+    """Time a request that started at ``start`` into ``route``'s histogram, by method and
+    status, and log it at debug level."""
+
+    def observe(request: web.Request, status: int, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        if metrics is not None:
+            metrics.request_timer(request.method, route, status).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+    return observe
+
+
+async def _error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for what a handler raised; aiohttp's redirects (an
+    ``HTTPException`` under 400) are raised on for aiohttp to send as they are."""
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        return _http_problem(exc)
+    return await _problem_for(request, exc)
 
 
 # The catch-all route's path (signer.routing): requests it answers are labelled UNMATCHED.

@@ -1,4 +1,5 @@
-"""Route registration: every handler wrapped by ``signer.problems.serving``, and a catch-all.
+"""Route registration: every handler wrapped by ``signer.problems.serving`` (or, for a plain
+function, ``serving_plain``), and a catch-all.
 
 The wrapper does what a middleware would (request id, problem rendering, timing) without the
 per-request cost of aiohttp's middleware chain. Because aiohttp's own 404 and 405 answers never
@@ -13,7 +14,15 @@ import re
 from aiohttp import web
 
 from signer.context import METRICS
-from signer.problems import FALLBACK_CANONICAL, FALLBACK_PATH, UNMATCHED, Handler, serving
+from signer.problems import (
+    FALLBACK_CANONICAL,
+    FALLBACK_PATH,
+    UNMATCHED,
+    Handler,
+    PlainHandler,
+    serving,
+    serving_plain,
+)
 
 _REGEX_PART = re.compile(r"\{[^}]*:")
 
@@ -27,6 +36,11 @@ def wrap(app: web.Application, handler: Handler, route: str) -> Handler:
 def get(app: web.Application, path: str, handler: Handler) -> None:
     """Register a GET (and HEAD) route."""
     app.router.add_get(path, wrap(app, handler, _label(path)))
+
+
+def get_plain(app: web.Application, path: str, handler: PlainHandler) -> None:
+    """Register a GET (and HEAD) route answered by a plain function (``serving_plain``)."""
+    app.router.add_get(path, serving_plain(handler, _label(path), app.get(METRICS)))
 
 
 def post(app: web.Application, path: str, handler: Handler) -> None:
