@@ -104,11 +104,33 @@ def format_time(unix_seconds: float) -> str:
     """Render Unix seconds as the audit time form, RFC 3339 UTC to the nearest microsecond."""
     if not math.isfinite(unix_seconds):
         raise ValueError(f"a time must be a finite number of seconds, not {unix_seconds!r}")
+    # Rounded as datetime.fromtimestamp rounds (half to even on the fraction), so every record
+    # made in one second shares that second's text, rendered once (the sign path's hot spot).
+    fraction, whole = math.modf(unix_seconds)
+    micros = round(fraction * 1e6)
+    if micros >= MICROS_PER_SECOND:
+        whole, micros = whole + 1, micros - MICROS_PER_SECOND
+    elif micros < 0:
+        whole, micros = whole - 1, micros + MICROS_PER_SECOND
+    second, text = _LAST_SECOND[0]
+    if whole != second:
+        text = _second_text(whole)
+        _LAST_SECOND[0] = (whole, text)
+    return f"{text}.{micros:06d}Z"
+
+
+MICROS_PER_SECOND = 1_000_000
+# The last second rendered and its text; the pair is replaced whole, so threads may share it.
+_LAST_SECOND: list[tuple[float, str]] = [(math.nan, "")]
+
+
+def _second_text(whole: float) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a whole number of Unix seconds."""
     try:
-        moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+        moment = datetime.fromtimestamp(whole, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:
-        raise ValueError(f"{unix_seconds!r} seconds is outside the years 1 to 9999") from exc
-    return moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+        raise ValueError(f"{whole!r} seconds is outside the years 1 to 9999") from exc
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def canonical_json(value: object) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -91,6 +92,17 @@ def first_bad(items: Iterable[ChainInput], **start: Any) -> tuple[int, int, str]
 def test_format_time_is_rfc3339_utc_with_microseconds() -> None:
     assert format_time(1_790_000_000.5) == "2026-09-21T14:13:20.500000Z"
     assert format_time(0) == "1970-01-01T00:00:00.000000Z"
+
+
+@given(
+    seconds=st.floats(min_value=-62_135_596_800, max_value=253_402_300_799.4)
+    | st.integers(min_value=1_700_000_000, max_value=1_900_000_000).map(lambda s: s + 0.9999995)
+)
+def test_format_time_rounds_as_datetime_does(seconds: float) -> None:
+    """The text of each second is cached; the result is still datetime's, rounding included."""
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    expected = moment.isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+    assert format_time(seconds) == expected
 
 
 @pytest.mark.parametrize("seconds", [math.nan, math.inf, -math.inf, 1e300])
