@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -190,9 +191,17 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
     backend: KeyBackend | None = None,
     store: StateStore | None = None,
     clock: Clock = time.time,
+    metrics_dir: Path | None = None,
+    worker: int = 0,
 ) -> web.Application:
-    """Build the application; HSM and store open on start-up and close on clean-up."""
+    """Build the application; HSM and store open on start-up and close on clean-up.
+
+    ``metrics_dir`` is where the workers of a ``[server] workers`` set share their metrics
+    (``Metrics.share``); ``worker`` is this one's number.
+    """
     metrics = Metrics()
+    if metrics_dir is not None:
+        metrics.share(metrics_dir, worker)
     app = web.Application(
         # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
         client_max_size=settings.server.max_body_bytes + 1024,
@@ -232,11 +241,15 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
             app[APPROVALS] = approvals
             app[CODESIGN] = codesign
             metrics.watch(service, keeper)
-            task = asyncio.create_task(keeper.run(), name="lifecycle")
+            tasks = [
+                asyncio.create_task(keeper.run(), name="lifecycle"),
+                asyncio.create_task(metrics.publish_forever(), name="metrics"),
+            ]
             yield
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await audit.checkpoint()
         finally:
             await audit.aclose()

@@ -9,17 +9,27 @@ views, so they cost nothing on the hot path.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jwks.algorithms import Alg
 from signer.hsm.base import KeyBackend, KeyProof, KeyRef
-from signer.loopmetrics import CounterChild, HistogramChild, LoopCounter, LoopHistogram
+from signer.loopmetrics import (
+    CounterChild,
+    HistogramChild,
+    LoopCounter,
+    LoopGauge,
+    LoopHistogram,
+    SharedSeries,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -27,7 +37,11 @@ if TYPE_CHECKING:
     from signer.keeper import Keeper
     from signer.service import SignerService
 
+log = logging.getLogger("signer.metrics")
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# How often a worker publishes its series for the others: a scrape sees theirs this late at most.
+PUBLISH_INTERVAL_S = 1.0
 # Sub-millisecond resolution where signing lives, up to the seconds an outage takes.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -76,7 +90,7 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=r,
         )
-        self.audit_queue = Gauge(
+        self.audit_queue = LoopGauge(
             "signer_audit_queue_depth", "Audit records waiting for a commit.", registry=r
         )
         self.jwks = LoopCounter(
@@ -85,6 +99,7 @@ class Metrics:
             ["ring", "status"],
             registry=r,
         )
+        self._shared: SharedSeries | None = None
         self._request_children: dict[tuple[str, str, int], HistogramChild] = {}
         self._jwks_children: dict[tuple[str, int], CounterChild] = {}
         self.rate_limited = LoopCounter(
@@ -118,12 +133,43 @@ class Metrics:
 
     def watch(self, service: SignerService, keeper: Keeper) -> None:
         """Export key age and time to the next lifecycle step, computed at scrape time."""
-        self.audit_queue.set_function(lambda: service.audit.depth)
+        self.audit_queue.function = lambda: service.audit.depth
         self.registry.register(_LifecycleCollector(service, keeper))
 
+    def share(self, directory: Path, worker: int) -> None:
+        """Publish this worker's series into ``directory`` (``publish``) and add the other
+        workers' to every scrape, so each worker answers for the whole ``[server] workers`` set.
+        """
+        self._shared = SharedSeries(directory, worker)
+        for family in self._families():
+            family.peers = self._shared.series
+
+    async def publish_forever(self, interval: float = PUBLISH_INTERVAL_S) -> None:
+        """Publish this worker's series every ``interval`` seconds (``share``; else return)."""
+        while self._shared is not None:
+            try:
+                self.publish()
+            except OSError as exc:
+                log.warning("could not publish this worker's metrics: %s", exc)
+            await asyncio.sleep(interval)
+
+    def publish(self) -> None:
+        """Write this worker's series for the others to read (nothing unless ``share``d)."""
+        if self._shared is not None:
+            self._shared.publish({family.name: family.snapshot() for family in self._families()})
+
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
+        """The Prometheus text exposition of every metric (every worker's, when shared)."""
+        if self._shared is not None:
+            self._shared.load()
         return generate_latest(self.registry)
+
+    def _families(self) -> list[LoopCounter | LoopHistogram | LoopGauge]:
+        return [
+            value
+            for value in vars(self).values()
+            if isinstance(value, LoopCounter | LoopHistogram | LoopGauge)
+        ]
 
 
 class _LifecycleCollector(Collector):

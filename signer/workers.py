@@ -3,7 +3,8 @@
 Each worker is a fresh ``signer serve`` process (so PKCS#11 is initialised after the process
 starts, never inherited across a fork) that binds the port with ``SO_REUSEPORT``; the kernel
 spreads connections across them. Each has its own PKCS#11 thread and store connection; one of them
-at a time holds the lifecycle lease and rotates, the others follow the store. If a worker exits,
+at a time holds the lifecycle lease and rotates, the others follow the store. They share their
+metrics through a directory the supervisor makes (``Metrics.share``). If a worker exits,
 the supervisor stops the others and exits with its code, so a process manager restarts the whole
 set in a known state.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 
@@ -37,6 +40,17 @@ def supervise(args: argparse.Namespace, count: int) -> int:
         "--config",
         args.config,
     ]
+    # Where the workers share their metrics, so any of them answers /metrics for all.
+    metrics_dir = tempfile.mkdtemp(prefix="signer-metrics-")  # mode 0700
+    command += ["--metrics-dir", metrics_dir]
+    try:
+        return _run(command, count)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(command: list[str], count: int) -> int:
+    """Start ``count`` workers of ``command``; stop them all when one exits or on a signal."""
     workers = [subprocess.Popen([*command, "--worker", str(i)]) for i in range(count)]  # noqa: S603 -- our own entry point
     log.info("started %d workers", count, extra={"pids": [w.pid for w in workers]})
     stopping = False

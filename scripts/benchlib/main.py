@@ -292,8 +292,9 @@ def run_http_round(
             loader,
             args,
             server=baseline if on_baseline else signer,
-            # /metrics is per process: with several workers a scrape sees one of them, so the
-            # stage breakdown is skipped and CPU is divided by the load tool's count instead.
+            # With several workers a scrape sees the other workers' series as they were up to
+            # a second before, so the stage breakdown is skipped and CPU is divided by the load
+            # tool's count instead.
             metrics_url=None if on_baseline or args.workers > 1 else setup.url,
         )
         results.append(result)

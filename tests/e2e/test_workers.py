@@ -9,7 +9,9 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+from prometheus_client.parser import text_string_to_metric_families
 
+from signer.metrics import PUBLISH_INTERVAL_S
 from tests.e2e.server import Setup, SignerProcess, run_cli
 from tests.e2e.test_rotation_soak import RING, SOAK_TOKEN, soak_config
 
@@ -50,6 +52,8 @@ async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: 
             jwt.decode(str(token["jwt"]), key.key, algorithms=["ES256"])
 
         assert len(refusing_pids(server)) == 2, "both workers served requests"
+        await asyncio.sleep(PUBLISH_INTERVAL_S + 0.5)  # every worker has published since
+        assert await signed_counts(setup.url) == [len(tokens)] * 6, "any worker reports all"
     finally:
         server.stop()
     # The store, read after the stop, is the authority (a follower's view may lag by 0.5 s).
@@ -81,3 +85,25 @@ def refusing_pids(server: SignerProcess) -> set[int]:
         for line in server.log().splitlines()
         if line.startswith("{") and '"refused' in line
     }
+
+
+async def signed_counts(url: str) -> list[float]:
+    """The ring's signed-token count from six scrapes of /metrics, each on a fresh connection
+    (so the kernel spreads them over the workers)."""
+    counts = []
+    for _ in range(6):
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+            session.get(f"{url}/metrics") as response,
+        ):
+            text = await response.text()
+        counts.append(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "signer_jwt_sign_duration_seconds_count"
+                and sample.labels.get("ring") == RING
+            )
+        )
+    return counts
