@@ -39,6 +39,8 @@ from signer.store.sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, from_row
 T = TypeVar("T")
 # 900 bound parameters: within the 999 that SQLite before 3.32 allows in one statement.
 AUDIT_ROWS_PER_INSERT = 300
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
+LOCKED_RETRY_S = 0.02
 
 
 @contextmanager
@@ -133,22 +135,41 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_S
+            )
+            try:
+                self._prepare(conn)
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                # Turning a new file to WAL takes a lock that SQLite does not wait for (its busy
+                # handler is skipped where waiting could deadlock), so workers opening a fresh
+                # store at the same moment get "database is locked": try again shortly.
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOCKED_RETRY_S)
+            except BaseException:
+                conn.close()
+                raise
+            else:
+                return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
         conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            conn.close()
             raise sqlite3.DatabaseError(
                 f"{self._path} has schema version {version}, newer than this signer's "
                 f"{SCHEMA_VERSION}"
             )
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        return conn
 
     async def keys(self, ring: str | None = None) -> list[KeyRecord]:
         """Every key record (of ``ring``), oldest first."""
