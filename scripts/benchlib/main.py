@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ DEFAULT_OUTPUT = servers.REPO / "bench-results"
 PROFILED = "sign-es256"
 # Scenarios taken against these references sign: they get a stage breakdown from /metrics.
 SIGNING = frozenset({"baseline-post", scenarios.HSM_RAW})
+# With [server] workers, whichever worker answers /metrics adds the others' series as they last
+# published them, once a second (docs/api.md): wait that long before reading it.
+WORKERS_PUBLISH_WAIT_S = 1.25
 # One round's results, in the selected order.
 Round = list[ScenarioResult]
 
@@ -148,14 +152,18 @@ def run_one(
     *,
     server: servers.Process,
     metrics_url: str | None,
+    settle_s: float = 0.0,
 ) -> ScenarioResult:
     """One HTTP scenario, with the CPU the serving process spent on it per item.
 
     With ``metrics_url`` (the signer), the request count comes from the signer's ``/metrics``,
     and a signing scenario gets its stage breakdown. Both are read once the server is idle
-    again, so the requests a load tool abandons at its deadline are counted with their CPU.
+    again, so the requests a load tool abandons at its deadline are counted with their CPU,
+    and ``settle_s`` after that (for every worker to have published its series).
     """
     progress(f"{scenario.name}: {args.duration}s at {args.connections} connections")
+    if metrics_url:
+        time.sleep(settle_s)
     before = stages.scrape(metrics_url) if metrics_url else None
     cpu_before = server.cpu_seconds()
     result = scenarios.run(
@@ -164,6 +172,8 @@ def run_one(
     )
     server.wait_idle()
     cpu_after = server.cpu_seconds()
+    if metrics_url:
+        time.sleep(settle_s)
     after = stages.scrape(metrics_url) if metrics_url else None
     if result.status is not Status.OK:
         progress(f"{scenario.name}: {result.status.value}: {result.reason}")
@@ -292,10 +302,8 @@ def run_http_round(
             loader,
             args,
             server=baseline if on_baseline else signer,
-            # With several workers a scrape sees the other workers' series as they were up to
-            # a second before, so the stage breakdown is skipped and CPU is divided by the load
-            # tool's count instead.
-            metrics_url=None if on_baseline or args.workers > 1 else setup.url,
+            metrics_url=None if on_baseline else setup.url,
+            settle_s=WORKERS_PUBLISH_WAIT_S if args.workers > 1 else 0.0,
         )
         results.append(result)
     return results

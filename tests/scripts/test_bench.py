@@ -501,3 +501,22 @@ def test_a_short_real_run_writes_results(
     assert {v for k, v in statuses.items() if k != "batch-es256"} == {"ok"}
     assert latest["machine"]["loader"].startswith("aiohttp client")
     assert "targets (reported, not asserted)" in out
+
+
+@pytest.mark.slow
+def test_with_two_workers_the_signing_stages_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read from whichever worker answers /metrics, which sums both (tests/e2e/test_workers)."""
+    options = ["--duration", "1", "--connections", "4", "--loader", "aiohttp", "--no-chart"]
+    names = "baseline-post,sign-es256"
+    code = main.main(
+        [*options, "--workers", "2", "--scenarios", names, "--output-dir", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    sign = next(s for s in latest["scenarios"] if s["name"] == "sign-es256")
+    assert sign["status"] == "ok"
+    assert sign["stages"]["sign+audit ms"] > 0
+    assert sign["stages"]["records/commit"] >= 1
