@@ -21,6 +21,7 @@ import bisect
 import json
 import math
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,9 @@ class _Family(Collector):
         """This process's series as JSON values: ``[label values, *data]`` each."""
         return [[list(key), *data] for key, data in self._own()]
 
+    @abstractmethod
     def _own(self) -> Iterable[tuple[tuple[str, ...], list[Any]]]:
-        raise NotImplementedError
+        """This process's series: label values and data."""
 
     def _merged(self) -> dict[tuple[str, ...], list[Any]]:
         """Own series and the peers', summed; a peer's series of the wrong shape is skipped."""
@@ -113,11 +115,13 @@ class _Family(Collector):
             merged[key] = data if mine is None else self._add(mine, data)
         return merged
 
+    @abstractmethod
     def _valid(self, data: list[Any]) -> bool:
-        raise NotImplementedError
+        """Whether a peer's series data has this family's shape."""
 
+    @abstractmethod
     def _add(self, mine: list[Any], theirs: list[Any]) -> list[Any]:
-        raise NotImplementedError
+        """Two series' data summed."""
 
 
 def _peer_key(series: Sequence[Any], width: int) -> tuple[str, ...] | None:
