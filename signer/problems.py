@@ -154,7 +154,7 @@ def serving(handler: Handler, route: str, metrics: Metrics | None) -> Handler:
             response.headers["X-Request-Id"] = rid
             return response
         finally:
-            observe(request, status, start)
+            observe(request, status, start, rid)
             request_id.reset(token)
 
     return _named(served, handler)
@@ -183,12 +183,12 @@ def serving_plain(handler: PlainHandler, route: str, metrics: Metrics | None) ->
             try:
                 response = await _error_response(request, exc)
             except web.HTTPException as redirect:
-                observe(request, redirect.status, start)
+                observe(request, redirect.status, start, rid)
                 raise
             finally:
                 request_id.reset(token)
         response.headers["X-Request-Id"] = rid
-        observe(request, response.status, start)
+        observe(request, response.status, start, rid)
         return response
 
     return _named(served, handler)
@@ -200,11 +200,14 @@ def _named(served: Handler, handler: Callable[..., Any]) -> Handler:
     return served
 
 
-def _observer(route: str, metrics: Metrics | None) -> Callable[[web.Request, int, float], None]:
+def _observer(
+    route: str, metrics: Metrics | None
+) -> Callable[[web.Request, int, float, str], None]:
     """Time a request that started at ``start`` into ``route``'s histogram, by method and
-    status, and log it at debug level."""
+    status, and log it at debug level with its request id (``serving_plain`` has not put that
+    in the logging context)."""
 
-    def observe(request: web.Request, status: int, start: float) -> None:
+    def observe(request: web.Request, status: int, start: float, rid: str) -> None:
         elapsed = time.perf_counter() - start
         if metrics is not None:
             metrics.request_timer(request.method, route, status).observe(elapsed)
@@ -212,6 +215,7 @@ def _observer(route: str, metrics: Metrics | None) -> Callable[[web.Request, int
             log.debug(
                 "request",
                 extra={
+                    "request_id": rid,
                     "method": request.method,
                     "route": route,
                     "status": status,

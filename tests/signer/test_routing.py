@@ -15,7 +15,7 @@ from signer import routing
 from signer.app import create_app
 from signer.context import METRICS
 from signer.errors import UnknownRing
-from signer.logs import request_id
+from signer.logs import JsonFormatter, request_id
 from signer.metrics import Metrics
 from signer.problems import PlainHandler
 from tests.signer.test_artifact_rings import load
@@ -123,3 +123,30 @@ async def test_a_plain_handlers_error_is_a_problem_logged_with_its_request_id() 
     assert "a bug" not in json.dumps(failed_body)
     assert failed_body["request_id"] == "trace-9"
     assert seen.ids == ["trace-9"]  # the unexpected error's traceback, under its request id
+
+
+async def test_a_plain_handlers_request_log_line_carries_its_request_id() -> None:
+    """The debug line per request, rendered as the JSON formatter renders every line."""
+
+    def handler(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app, _ = plain_app(handler)
+    lines: list[str] = []
+    capture = logging.Handler(logging.DEBUG)
+    capture.setFormatter(JsonFormatter())
+    capture.emit = lambda record: lines.append(capture.format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("signer.http")
+    logger.addHandler(capture)
+    logger.setLevel(logging.DEBUG)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await client.get("/doc", headers={"X-Request-Id": "trace-10"})
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(logging.NOTSET)
+
+    requests = [json.loads(line) for line in lines if json.loads(line)["message"] == "request"]
+    assert [(r["request_id"], r["route"], r["status"]) for r in requests] == [
+        ("trace-10", "/doc", 200)
+    ]
