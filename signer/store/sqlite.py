@@ -147,7 +147,7 @@ class SqliteStore:
                 # Turning a new file to WAL takes a lock that SQLite does not wait for (its busy
                 # handler is skipped where waiting could deadlock), so workers opening a fresh
                 # store at the same moment get "database is locked": try again shortly.
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
                 time.sleep(LOCKED_RETRY_S)
             except BaseException:
