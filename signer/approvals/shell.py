@@ -31,6 +31,7 @@ from signer.approvals.rules import (
     UnknownApproval,
     Vote,
 )
+from signer.audit.chain import AuditEntry
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, SignerError
 from signer.store.base import StaleWrite, StateStore
@@ -84,6 +85,24 @@ class Approvals:
         details: Mapping[str, str | int | bool | None],
     ) -> ApprovalRequest:
         """Open a pending request (audited with it)."""
+        request, created = self.prepare(
+            operation=operation, target=target, requester=requester, policy=policy, details=details
+        )
+        await self._store.insert_approval(request, audit=[created])
+        self._audit.notify()
+        return request
+
+    def prepare(
+        self,
+        *,
+        operation: str,
+        target: str,
+        requester: str,
+        policy: ApprovalPolicy,
+        details: Mapping[str, str | int | bool | None],
+    ) -> tuple[ApprovalRequest, AuditEntry]:
+        """A new pending request and its audit entry, written by the caller together with what
+        the request is for (``create`` writes it alone)."""
         if operation not in self._operations:
             raise Conflict(f"no operation {operation!r} can be approved")
         request = rules.new_request(
@@ -108,9 +127,7 @@ class Approvals:
                 **{f"param.{k}": v for k, v in details.items()},
             },
         )
-        await self._store.insert_approval(request, audit=[created])
-        self._audit.notify()
-        return request
+        return request, created
 
     async def get(self, approval_id: str) -> ApprovalRequest:
         """One request, expired first if its time is up."""

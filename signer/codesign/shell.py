@@ -93,9 +93,9 @@ class CodeSigning:
     ) -> tuple[SigningRequest, ApprovalRequest]:
         """Check ``spec`` and its requester against the profile, open its approval, record it.
 
-        Nothing is written before every check has passed. The approval is opened first, for a
-        request id chosen here, and the request is then inserted already linked to it: no
-        reader ever finds a request without its approval.
+        Nothing is written before every check has passed. The request, the approval it is
+        linked to and both audit records are written in one transaction: no reader ever finds
+        one without the other.
         """
         profile = check_requester(principal, self._profiles, spec.profile)
         alg = self._service.view(profile.ring).policy.alg
@@ -118,7 +118,7 @@ class CodeSigning:
             raise
         request_id = SigningRequestId("sr_" + secrets.token_urlsafe(12))
         created_at = int(self._clock())
-        approval = await self._approvals.create(
+        approval, approval_created = self._approvals.prepare(
             operation=OPERATION,
             target=request_id,
             requester=principal.name,
@@ -159,9 +159,11 @@ class CodeSigning:
                 "approval": approval.id,
             },
         )
-        # If this insert fails, the approval is left without its request: nothing can be
-        # signed through it (run refuses an unknown request) and it expires with its ttl.
-        await self._store.insert_signing_request(record, audit=[entry])
+        # One transaction: a failure leaves neither, so no approval ever waits for votes on a
+        # request that was never recorded.
+        await self._store.insert_signing_request(
+            record, approval=approval, audit=[approval_created, entry]
+        )
         self._audit.notify()
         return record, approval
 

@@ -186,10 +186,14 @@ class StateStore(Protocol):
         ...
 
     async def insert_signing_request(
-        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+        self,
+        record: SigningRequest,
+        *,
+        approval: ApprovalRequest | None = None,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
-        """Add a signing request and its audit records atomically; ``StaleWrite`` if the id
-        exists."""
+        """Add a signing request, the ``approval`` it is linked to (if given) and their audit
+        records atomically; ``StaleWrite`` (and nothing written) if either id exists."""
         ...
 
     async def update_signing_request(

@@ -65,6 +65,7 @@ from signer.store.redis_client import (
 from signer.store.redis_documents import (
     APPROVAL,
     SIGNING_REQUEST,
+    NewDocument,
     VersionedDocuments,
     versioned,
 )
@@ -370,8 +371,8 @@ class RedisStore(VersionedDocuments):
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
     ) -> None:
         """Add a new approval request and its audit records atomically."""
-        await self._insert_document(
-            APPROVAL, request.id, request.created_at, versioned(request), audit
+        await self._insert_documents(
+            [NewDocument(APPROVAL, request.id, request.created_at, versioned(request))], audit
         )
 
     async def update_approval(
@@ -396,12 +397,19 @@ class RedisStore(VersionedDocuments):
         return [approval_from_json(json.loads(b)) for b in await self._documents(APPROVAL, state)]
 
     async def insert_signing_request(
-        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+        self,
+        record: SigningRequest,
+        *,
+        approval: ApprovalRequest | None = None,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
-        """Add a signing request and its audit records atomically; ``StaleWrite`` if it exists."""
-        await self._insert_document(
-            SIGNING_REQUEST, record.id, record.created_at, versioned(record), audit
-        )
+        """Add a signing request, its ``approval`` (if given) and their audit records
+        atomically; ``StaleWrite`` if either exists."""
+        documents = [NewDocument(SIGNING_REQUEST, record.id, record.created_at, versioned(record))]
+        if approval is not None:
+            linked = NewDocument(APPROVAL, approval.id, approval.created_at, versioned(approval))
+            documents.insert(0, linked)
+        await self._insert_documents(documents, audit)
 
     async def update_signing_request(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Final, Protocol, TypeVar
+from typing import Final, NamedTuple, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -31,6 +31,15 @@ T = TypeVar("T")
 # Kinds of versioned documents (key names in signer.store.redis_schema).
 APPROVAL: Final = "approval"
 SIGNING_REQUEST: Final = "signing_request"
+
+
+class NewDocument(NamedTuple):
+    """A document to insert: its kind, id, creation time and hash fields (``versioned``)."""
+
+    kind: str
+    doc_id: str
+    created_at: int
+    values: dict[str, str]
 
 
 class _Store(Protocol):
@@ -55,29 +64,32 @@ class _Store(Protocol):
 class VersionedDocuments:
     """``RedisStore``'s reads and compare-and-set writes of versioned documents."""
 
-    async def _insert_document(
-        self: _Store,
-        kind: str,
-        doc_id: str,
-        created_at: int,
-        values: dict[str, str],
-        audit: Sequence[AuditEntry],
+    async def _insert_documents(
+        self: _Store, documents: Sequence[NewDocument], audit: Sequence[AuditEntry]
     ) -> None:
-        key = self._names.document(kind, doc_id)
+        """Insert every document and the audit records in one transaction; ``StaleWrite`` (and
+        nothing written) if any id is taken."""
+        keys = {self._names.document(d.kind, d.doc_id): d for d in documents}
 
         async def prepare(pipe: Pipeline) -> tuple[None, Queue]:
-            if await pipe.exists(key):
-                raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} already exists")
+            for key, document in keys.items():
+                if await pipe.exists(key):
+                    what = document.kind.replace("_", " ")
+                    raise StaleWrite(f"{what} {document.doc_id} already exists")
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.hset(key, mapping=fields(values))
-                pipe.zadd(self._names.documents(kind), {doc_id: created_at})
+                for key, document in keys.items():
+                    pipe.hset(key, mapping=fields(document.values))
+                    pipe.zadd(
+                        self._names.documents(document.kind),
+                        {document.doc_id: document.created_at},
+                    )
                 self._queue_audit(pipe, chained)
 
             return None, queue
 
-        await self._transact(self._watch([key], audit, None), prepare)
+        await self._transact(self._watch(list(keys), audit, None), prepare)
 
     async def _update_document(
         self: _Store,

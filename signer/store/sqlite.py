@@ -411,7 +411,7 @@ class SqliteStore:
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()
     ) -> None:
         """Add a new approval request (and its audit records) atomically."""
-        await self._insert_document(_APPROVALS, request, approval_json(request), audit)
+        await self._insert_documents([(_APPROVALS, request, approval_json(request))], audit)
 
     async def update_approval(
         self,
@@ -436,10 +436,19 @@ class SqliteStore:
         return [approval_from_json(json.loads(body)) for body in bodies]
 
     async def insert_signing_request(
-        self, record: SigningRequest, *, audit: Sequence[AuditEntry] = ()
+        self,
+        record: SigningRequest,
+        *,
+        approval: ApprovalRequest | None = None,
+        audit: Sequence[AuditEntry] = (),
     ) -> None:
-        """Add a signing request (and its audit records) atomically; ``StaleWrite`` if it exists."""
-        await self._insert_document(_SIGNING_REQUESTS, record, signing_request_json(record), audit)
+        """Add a signing request, its ``approval`` (if given) and their audit records
+        atomically; ``StaleWrite`` if either exists."""
+        documents: list[tuple[str, ApprovalRequest | SigningRequest, Mapping[str, Any]]] = []
+        if approval is not None:
+            documents.append((_APPROVALS, approval, approval_json(approval)))
+        documents.append((_SIGNING_REQUESTS, record, signing_request_json(record)))
+        await self._insert_documents(documents, audit)
 
     async def update_signing_request(
         self,
@@ -466,27 +475,28 @@ class SqliteStore:
     # Approvals and signing requests are versioned documents, each in a table of the same shape
     # (id, state, version, created_at, body); every write is a compare-and-set on the version.
 
-    async def _insert_document(
+    async def _insert_documents(
         self,
-        table: str,
-        document: ApprovalRequest | SigningRequest,
-        body: Mapping[str, Any],
+        documents: Sequence[tuple[str, ApprovalRequest | SigningRequest, Mapping[str, Any]]],
         audit: Sequence[AuditEntry],
     ) -> None:
+        """Insert each ``(table, document, body)`` and the audit records in one transaction."""
+
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute(  # a taken id fails as IntegrityError: StaleWrite (sqlite_errors)
-                    f"INSERT INTO {table} (id, state, version, created_at, body) "  # noqa: S608 -- table is one of two constants
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (
-                        document.id,
-                        document.state.value,
-                        document.version,
-                        document.created_at,
-                        json.dumps(body),
-                    ),
-                )
+                for table, document, body in documents:
+                    conn.execute(  # a taken id fails as IntegrityError: StaleWrite (sqlite_errors)
+                        f"INSERT INTO {table} (id, state, version, created_at, body) "  # noqa: S608 -- table is one of two constants
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (
+                            document.id,
+                            document.state.value,
+                            document.version,
+                            document.created_at,
+                            json.dumps(body),
+                        ),
+                    )
                 _append_audit(conn, audit)
 
         await self._run(insert)

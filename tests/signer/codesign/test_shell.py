@@ -24,7 +24,7 @@ from signer.auth import Principal
 from signer.codesign.records import Kind, RequestState, SigningRequest, UnknownSigningRequest
 from signer.codesign.requests import parse_request
 from signer.codesign.shell import OPERATION, RETRY_AFTER_S, CodeSigning
-from signer.errors import HsmUnavailable
+from signer.errors import HsmUnavailable, StoreUnavailable
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
 from signer.service import SignerService
@@ -248,30 +248,37 @@ async def test_a_run_that_failed_at_quorum_is_retried_when_the_request_is_read(
     assert sorted(await signatures_of(node, record.id)) == ["approval_bundle", "bundle"]
 
 
-async def test_a_read_during_create_never_finds_a_request_without_its_approval(
+async def test_a_failed_create_leaves_no_approval_behind(
     nodes: tuple[Node, Node, MovingClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A list racing ``create`` cannot close the new request as expired."""
+    """The request and its approval are one write: when it fails, approvers see nothing to
+    vote on, and the audit log records neither."""
     node, _, _ = nodes
-    create_approval = node.approvals.create
-    insert = node.store.insert_signing_request
-    seen: list[tuple[str, str]] = []
+    before = await node.store.audit_records()
 
-    async def create_while_listing(**fields: Any) -> ApprovalRequest:
-        seen.extend((r.id, r.state.value) for r, _ in await node.codesign.list())
-        return await create_approval(**fields)
+    async def unavailable(record: SigningRequest, **fields: Any) -> None:
+        raise StoreUnavailable("the store went away")
 
-    async def insert_linked(record: SigningRequest, **fields: Any) -> None:
-        assert await node.store.get_approval(record.approval_id) is not None
-        await insert(record, **fields)
+    monkeypatch.setattr(node.store, "insert_signing_request", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await node.codesign.create(CI, parse_request(blob(5)))
+    assert await node.store.approvals() == []
+    assert await node.store.signing_requests() == []
+    assert await node.store.audit_records() == before
 
-    monkeypatch.setattr(node.approvals, "create", create_while_listing)
-    monkeypatch.setattr(node.store, "insert_signing_request", insert_linked)
+
+async def test_a_created_request_and_its_approval_are_linked_and_pending(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    node, _, _ = nodes
     record, approval = await node.codesign.create(CI, parse_request(blob(5)))
-    assert "expired" not in {state for _, state in seen}
     assert record.approval_id == approval.id
+    assert approval.target == record.id
+    assert await node.store.get_approval(approval.id) == approval
     fresh, _ = await node.codesign.get(record.id)
     assert fresh.state is RequestState.PENDING
+    actions = [r.action for r in await node.store.audit_records()][-2:]
+    assert actions == ["approval.create", "signing.request"]
 
 
 async def test_an_unreachable_quorum_is_refused_before_anything_is_written(

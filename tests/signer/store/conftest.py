@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from signer.approvals.rules import ApprovalId, ApprovalPolicy, ApprovalRequest, new_request
 from signer.store.base import StateStore
 from signer.store.redis import RedisStore
 from signer.store.sqlite import SqliteStore
@@ -19,6 +20,21 @@ from tests.redis_server import RedisServer, shared_redis_server
 
 # Another handle on the same store, as a second process or replica would open it.
 Reopen = Callable[[], Awaitable[StateStore]]
+
+
+def approval_request() -> ApprovalRequest:
+    """A pending approval request ``apr_1`` of a one-vote policy."""
+    policy = ApprovalPolicy(group="g", members=frozenset({"a", "b"}), required=1)
+    return new_request(
+        id=ApprovalId("apr_1"),
+        operation="op",
+        target="t",
+        requester="r",
+        policy=policy,
+        now=100,
+        ttl=60,
+        details={},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,21 +13,13 @@ import pytest
 from jwks.algorithms import Alg
 from jwks.records import KeyRecord, KeyState, RingName
 from jwks.thumbprint import KeyId
-from signer.approvals.rules import (
-    ApprovalId,
-    ApprovalPolicy,
-    ApprovalRequest,
-    Decision,
-    Vote,
-    new_request,
-    vote,
-)
+from signer.approvals.rules import Decision, Vote, vote
 from signer.audit.chain import AuditEntry
 from signer.audit.chaincheck import verify_chain
 from signer.errors import KeyNotActive
 from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite, StateStore
 from signer.store.sqlite import SqliteStore
-from tests.signer.store.conftest import Reopen
+from tests.signer.store.conftest import Reopen, approval_request
 
 ACTIVE, PENDING = KeyState.ACTIVE, KeyState.PENDING
 
@@ -182,20 +174,6 @@ async def test_a_failed_key_write_appends_no_audit_record(store: StateStore) -> 
     with pytest.raises(StaleWrite):
         await store.insert_key(record("k1"), audit=[audit_entry("key.generate")])
     assert await store.audit_records() == []
-
-
-def approval_request() -> ApprovalRequest:
-    policy = ApprovalPolicy(group="g", members=frozenset({"a", "b"}), required=1)
-    return new_request(
-        id=ApprovalId("apr_1"),
-        operation="op",
-        target="t",
-        requester="r",
-        policy=policy,
-        now=100,
-        ttl=60,
-        details={},
-    )
 
 
 async def test_approval_updates_are_compare_and_set_on_version(store: StateStore) -> None:

@@ -19,7 +19,7 @@ from signer.codesign.records import (
 )
 from signer.store.base import StaleWrite, StateStore
 from tests.signer.codesign.conftest import make_request, signed_outputs
-from tests.signer.store.conftest import Reopen
+from tests.signer.store.conftest import Reopen, approval_request
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,38 @@ async def test_audit_records_commit_with_the_write_or_not_at_all(
         )
     actions = [r.action for r in await store.audit_records()]
     assert actions == ["signing.request", "signing.link"]
+
+
+async def test_a_request_and_its_approval_are_inserted_together(store: StateStore) -> None:
+    approval = approval_request()
+    linked = dataclasses.replace(request(1), approval_id=approval.id)
+    audit = [entry("approval.create", 1), entry("signing.request", 1)]
+    await store.insert_signing_request(linked, approval=approval, audit=audit)
+    assert await store.get_signing_request("sr_1") == linked
+    assert await store.get_approval(approval.id) == approval
+    assert [r.action for r in await store.audit_records()] == ["approval.create", "signing.request"]
+
+
+@pytest.mark.parametrize("taken", ["request", "approval"])
+async def test_a_taken_id_writes_neither_the_request_nor_its_approval(
+    store: StateStore, taken: str
+) -> None:
+    """Either id already in use: a StaleWrite, and the other document and the audit are not
+    written either."""
+    approval = approval_request()
+    if taken == "request":
+        await store.insert_signing_request(request(1))
+    else:
+        await store.insert_approval(approval)
+    before = await store.audit_records()
+    linked = dataclasses.replace(request(1), approval_id=approval.id)
+    with pytest.raises(StaleWrite):
+        await store.insert_signing_request(
+            linked, approval=approval, audit=[entry("signing.request", 1)]
+        )
+    assert await store.audit_records() == before
+    if taken == "request":
+        assert await store.get_approval(approval.id) is None
+        assert await store.get_signing_request("sr_1") == request(1)
+    else:
+        assert await store.get_signing_request("sr_1") is None
