@@ -32,7 +32,8 @@ from signer.store.redis_url import SentinelTarget, check_redis_url, parse_sentin
 from signer.store.sqlite import SqliteStore
 from tests.redis_server import RedisServer, start_redis_server
 from tests.signer.codesign.conftest import make_request
-from tests.signer.store.test_conformance import approval_request, audit_entry, record
+from tests.signer.store.conftest import approval_request
+from tests.signer.store.test_conformance import audit_entry, record
 
 WAIT_S = 5.0
 
