@@ -8,7 +8,8 @@ Order of effects, so a crash at any point converges on restart:
 - transitions: persisted atomically (compare-and-set on the states read) before anything acts
   on them; the in-memory view is rebuilt right after each write.
 - destroy: the record moves to ``destroyed`` first, then the private key is destroyed; ``sweep``
-  finishes a destroy that a crash interrupted.
+  finishes a destroy that a crash interrupted, and the loop retries one the token refused
+  (``finish_destroys``) until the key is gone.
 
 The scheduler sleeps until the next due time computed from the records (no polling lag), and
 wakes early when an operator rotates or revokes.
@@ -38,6 +39,7 @@ from jwks.thumbprint import KeyId
 from signer.audit.chain import AuditEntry
 from signer.audit.writer import AuditWriter
 from signer.errors import Conflict, InvalidField, SignerError, UnknownKey
+from signer.hsm.base import KeyRef
 from signer.key_events import change_record, policy_document
 from signer.keygen import KeyMaker
 from signer.leadership import LEASE_TTL, Leadership
@@ -55,6 +57,7 @@ RECONCILE_SECONDS = 60.0
 FOLLOW_SECONDS = 0.5  # how quickly a follower sees the leader's (or an operator's) changes
 FOLLOW_START_SECONDS = 60.0  # look at the store at least this often, whatever is due
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+DESTROY_RETRY_SECONDS = 10.0  # a key recorded destroyed is still on the token: try again soon
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +93,8 @@ class Keeper:
         self._locks = {policy.name: asyncio.Lock() for policy in service.settings.rings}
         self._wake = asyncio.Event()
         self._next_at: dict[str, int | None] = {}
+        # Keys recorded ``destroyed`` whose destruction on the token failed, by key id.
+        self._undestroyed: dict[str, KeyRef] = {}
 
     def next_transition(self, ring: str) -> int | None:
         """When ``ring``'s next scheduled transition is due, as of the last tick."""
@@ -266,7 +271,30 @@ class Keeper:
                 extra={"ring": policy.name},
             )
             if change.after.state is KeyState.DESTROYED:
-                await self._backend.destroy(ref_of(change.after))
+                await self._destroy(ref_of(change.after))
+
+    async def _destroy(self, ref: KeyRef) -> None:
+        """Destroy a key whose record already says ``destroyed``; if the token refuses, the key
+        is remembered and ``finish_destroys`` tries again."""
+        self._undestroyed[ref.key_id] = ref
+        await self._backend.destroy(ref)
+        del self._undestroyed[ref.key_id]
+
+    async def finish_destroys(self) -> None:
+        """Destroy again each key whose destruction failed after its record said ``destroyed``
+        (the record and its audit entry are written first). A key that fails again is logged
+        and kept for the next round; it never holds up the rings' ticks."""
+        for ref in list(self._undestroyed.values()):
+            try:
+                await self._destroy(ref)
+            except SignerError as exc:
+                log.warning(
+                    "key recorded destroyed is still on the token (%s); will retry",
+                    exc.code,
+                    extra={"label": ref.label},
+                )
+            else:
+                log.info("key recorded destroyed is now gone from the token: %s", ref.label)
 
     def _audit_change(self, change: Change, actor: str) -> AuditEntry:
         return self._audit.make(**change_record(change, actor))
@@ -425,6 +453,7 @@ class Keeper:
         while True:
             # Cleared before the ticks: a rotate or revoke that lands during them wakes us again.
             self._wake.clear()
+            await self.finish_destroys()
             try:
                 if await self._lease.renew():
                     if self._shared and self._swept_epoch != self._lease.epoch:
@@ -444,6 +473,8 @@ class Keeper:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("lifecycle tick failed (%s); retrying in %.0fs", exc.code, delay)
+            if self._undestroyed:
+                delay = min(delay, DESTROY_RETRY_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,14 @@ import pytest
 from jwks.records import KeyRecord, KeyState
 from signer.audit.chain import AuditEntry, AuditRecord
 from signer.audit.writer import AuditWriter
-from signer.errors import Conflict, InvalidField, KeyProofFailed, StoreUnavailable
+from signer.errors import (
+    Conflict,
+    HsmUnavailable,
+    InvalidField,
+    KeyProofFailed,
+    StoreUnavailable,
+)
+from signer.hsm.base import KeyRef
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
 from signer.leadership import LEASE, LEASE_TTL
@@ -188,6 +196,44 @@ async def test_retired_key_is_destroyed_on_the_token_after_retain(
     assert (await rig.store.get_key(first.kid)).state is KeyState.DESTROYED  # type: ignore[union-attr]
     on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{rig.ring}/")}
     assert first.key_id not in on_token
+
+
+async def test_a_destroy_the_token_refused_is_retried_until_the_key_is_gone(
+    rig: Rig, backend: Pkcs11Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record says destroyed before the token is told; if the token refuses, the
+    running keeper tries again rather than leaving the key there until the next start."""
+    first = (await rig.records())[0]
+    await rig.advance(PERIOD)
+    await rig.advance(SKEW + 1)
+    destroy = backend.destroy
+
+    async def refused(ref: KeyRef) -> None:
+        raise HsmUnavailable("the token is busy")
+
+    monkeypatch.setattr(backend, "destroy", refused)
+    with pytest.raises(HsmUnavailable):
+        await rig.advance(RETAIN)
+    assert (await rig.store.get_key(first.kid)).state is KeyState.DESTROYED  # type: ignore[union-attr]
+    await rig.keeper.finish_destroys()  # refused again: kept for later, the loop goes on
+    assert first.key_id in await key_ids_on_token(backend, rig.ring)
+
+    monkeypatch.setattr(backend, "destroy", destroy)
+    running = asyncio.create_task(rig.keeper.run())
+    try:
+        for _ in range(100):
+            if first.key_id not in await key_ids_on_token(backend, rig.ring):
+                break
+            await asyncio.sleep(0.05)
+        assert first.key_id not in await key_ids_on_token(backend, rig.ring)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def key_ids_on_token(backend: Pkcs11Backend, ring: str) -> set[str]:
+    return {ref.key_id for ref in await backend.list_refs(f"signer/{ring}/")}
 
 
 async def test_requested_rotation_waits_for_prepublication(rig: Rig) -> None:
