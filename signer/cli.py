@@ -123,8 +123,9 @@ async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
             if record.state is not KeyState.DESTROYED:
                 row.update(await _proof(backend, ref_of(record)))
             rows.append(row)
-        # Keys under our label prefix that no record holds: an interrupted generate or destroy
-        # (`signer serve` destroys them at start-up).
+        # Keys under our label prefix that no record holds: an interrupted generate or destroy.
+        # `signer serve` destroys those of configured rings at start-up, not the audit ring's
+        # (`signer/_audit/` is not named for one deployment, so another may hold it).
         held = {r.key_id for r in records if r.state is not KeyState.DESTROYED}
         rows.extend(
             {
