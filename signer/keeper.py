@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from jwks import lifecycle
@@ -374,7 +374,7 @@ class Keeper:
             if not immediate and pending:
                 activates_at = max(now, min(lifecycle.ready_at(policy, p) for p in pending))
         self._wake.set()
-        await self.tick(policy)
+        await self._follow_up(ring, self.tick(policy), "the rotation's next steps")
         return RotationAccepted(ring=ring, requested_at=now, activates_at=activates_at)
 
     async def revoke(self, kid: KeyId, reason: str, *, actor: str = SYSTEM) -> RevocationDone:
@@ -389,15 +389,31 @@ class Keeper:
                 raise Conflict(str(exc)) from None
             await self._apply(policy, records, revocation.changes, actor=actor)
             if revocation.generate is not None and self.leader:
-                await self._generate(policy, revocation.generate, actor)
+                made = self._generate(policy, revocation.generate, actor)
+                await self._follow_up(policy.name, made, "the revocation's new key")
             elif revocation.generate is not None:
                 # Keys are the leader's to make (``sweep``); the change feed wakes it now.
                 log.info("ring %s: the lifecycle leader makes its new key", policy.name)
-        await self.tick(policy)
-        revoked = await self._store.get_key(kid)
-        assert revoked is not None  # noqa: S101 -- just written
+        await self._follow_up(policy.name, self.tick(policy), "the revocation's next steps")
+        revoked = next(c.after for c in revocation.changes if c.after.kid == kid)  # as written
         signing = self._service.view(policy.name).signing
         return RevocationDone(revoked=revoked, active=signing.record.kid if signing else None)
+
+    async def _follow_up(self, ring: str, step: Awaitable[object], what: str) -> None:
+        """Run ``step``, the part of an operator's request that comes after its change was
+        written. If it fails, the change stands and the request is answered from what was
+        written (a revocation is never reported as failed once it took effect); the scheduler,
+        woken now, does the rest and retries while the HSM or the store is down."""
+        try:
+            await step
+        except SignerError as exc:
+            self._wake.set()
+            log.warning(
+                "ring %s: %s failed after the change was written (%s); the scheduler retries",
+                ring,
+                what,
+                exc.code,
+            )
 
     async def destroy_once(self, kid: KeyId, *, actor: str) -> KeyRecord:
         """Destroy a retired or revoked key now (an approved request); a no-op if destroyed."""

@@ -282,6 +282,50 @@ async def test_revoking_with_no_standby_generates_a_key_that_signs_at_once(rig: 
     assert (await rig.store.get_key(done.active)).emergency  # type: ignore[union-attr]
 
 
+async def test_a_revocation_stands_when_its_new_key_cannot_be_made(
+    rig: Rig, backend: Pkcs11Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill-switch is answered as done once it is written, even if the HSM then fails to
+    make the replacement: reporting it failed would say the key still signs. The scheduler
+    makes the key when the HSM is back."""
+    first, standby = await rig.records()
+    gone = standby.with_state(KeyState.REVOKED, T0, revoke_reason="suspected")
+    await rig.store.update_keys([KeyUpdate(record=gone, expected=KeyState.PENDING)])
+    generate = backend.generate
+
+    async def refused(*args: object, **kwargs: object) -> KeyRef:
+        raise HsmUnavailable("the token is busy")
+
+    monkeypatch.setattr(backend, "generate", refused)
+    done = await rig.keeper.revoke(first.kid, "compromised")
+    assert done.revoked.state is KeyState.REVOKED
+    assert done.active is None
+    assert rig.service.view(rig.ring).signing is None
+    assert first.kid not in rig.published()
+
+    monkeypatch.setattr(backend, "generate", generate)
+    await rig.advance(0)
+    active = rig.service.view(rig.ring).signing
+    assert active is not None
+    assert active.record.kid not in {first.kid, standby.kid}
+    assert await rig.sign() == active.record.kid
+
+
+async def test_an_immediate_rotation_stands_when_its_new_standby_cannot_be_made(
+    immediate_rig: Rig, backend: Pkcs11Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = immediate_rig
+    _, standby = await rig.records()
+
+    async def refused(*args: object, **kwargs: object) -> KeyRef:
+        raise HsmUnavailable("the token is busy")
+
+    monkeypatch.setattr(backend, "generate", refused)
+    await rig.keeper.rotate(rig.ring, immediate=True)
+    assert await rig.sign() == standby.kid
+    assert "pending" not in await rig.states()  # the scheduler makes it later
+
+
 async def test_revoking_twice_is_a_conflict(rig: Rig) -> None:
     first, _ = await rig.records()
     await rig.keeper.revoke(first.kid, "one")
@@ -571,9 +615,10 @@ async def test_a_retried_generation_reuses_the_key_it_made(
     try:
         _, standby = await fresh.records()
         store.fail_next = when
-        with pytest.raises(StoreUnavailable):
-            await fresh.keeper.revoke(standby.kid, "lost laptop")  # its replacement's insert
-        await fresh.advance(1)  # the retry: the record is there, the token has one new key
+        # The replacement's insert fails; the revocation stands and its tick retries.
+        done = await fresh.keeper.revoke(standby.kid, "lost laptop")
+        assert done.revoked.state is KeyState.REVOKED
+        await fresh.advance(1)  # the record is there, the token has one new key
         on_token = {ref.key_id for ref in await backend.list_refs(f"signer/{fresh.ring}/")}
         records = await fresh.records()
         assert [r.state for r in records] == [KeyState.ACTIVE, KeyState.REVOKED, KeyState.PENDING]
