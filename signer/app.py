@@ -244,6 +244,9 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
             tasks = [
                 asyncio.create_task(keeper.run(), name="lifecycle"),
                 asyncio.create_task(metrics.publish_forever(), name="metrics"),
+                asyncio.create_task(
+                    approvals.retry_forever(when=lambda: keeper.leader), name="approvals"
+                ),
             ]
             yield
             for task in tasks:

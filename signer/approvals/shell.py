@@ -5,7 +5,8 @@ Every vote is a compare-and-set on the request's ``version``, written in one tra
 audit record. Of two final approvals racing on two connections only one write wins; only the
 winner saw ``reached_quorum`` and runs the operation, then marks the request ``executed`` (again a
 compare-and-set). A crash between the two leaves the request ``approved``; ``resume`` runs it at
-the next start. Operations are idempotent against their own effect (a destroyed key cannot be
+the next start, and a run that failed (an outage at quorum) is run again every minute by
+``retry_forever``. Operations are idempotent against their own effect (a destroyed key cannot be
 destroyed twice), so a resumed run is safe.
 
 A run that fails is audited (``approval.execute``, outcome ``failure``) and leaves the request
@@ -16,6 +17,7 @@ one bad request never keeps the signer from starting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +42,7 @@ log = logging.getLogger("signer.approvals")
 
 DEFAULT_TTL = 24 * 3600
 CAS_ATTEMPTS = 5
+RETRY_SECONDS = 60.0  # how often an approved request whose run failed is run again
 
 Operation = Callable[[ApprovalRequest], Awaitable[Mapping[str, Any]]]
 
@@ -260,8 +263,24 @@ class Approvals:
             details={"operation": request.operation, **details},
         )
 
+    async def retry_forever(
+        self, *, every: float = RETRY_SECONDS, when: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Every ``every`` seconds, run again each approved request whose run failed (an HSM
+        or store outage at quorum), while ``when()`` holds: the lifecycle leader's, so that
+        workers do not all retry. Each failed try is audited, as at quorum. Cancel to stop."""
+        while True:
+            await asyncio.sleep(every)
+            if not when():
+                continue
+            try:
+                await self.resume()
+            except SignerError as exc:  # the store could not list them: next round
+                log.warning("retrying approved requests failed: %s", exc.code)
+
     async def resume(self) -> None:
-        """Run operations whose approval reached quorum but whose run a crash interrupted.
+        """Run operations whose approval reached quorum but whose run a crash interrupted (or
+        failed).
 
         One failing request never blocks start-up: every error is logged and the next is tried.
         """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from signer.approvals.rules import (
 )
 from signer.approvals.shell import Approvals, OperationFailed
 from signer.audit.writer import AuditWriter
-from signer.errors import SignerError
+from signer.errors import HsmUnavailable, SignerError
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock
 
@@ -245,3 +246,46 @@ async def test_resume_goes_on_past_a_request_whose_operation_keeps_failing(
     assert b.runs == [good.id]
     assert (await b.approvals.get(bad.id)).state is ApprovalState.APPROVED
     assert (await b.approvals.get(good.id)).state is ApprovalState.EXECUTED
+
+
+async def test_a_run_that_failed_at_quorum_is_retried_by_the_leader_until_it_succeeds(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """An outage at quorum leaves the request approved; the retry loop runs it once the
+    outage is over, and only while this process leads."""
+    a, _, _ = nodes
+    request = await open_request(a)
+    outage, leading = True, False
+
+    async def flaky(approved: ApprovalRequest) -> Mapping[str, Any]:
+        if outage:
+            raise HsmUnavailable("the token is busy")
+        a.runs.append(approved.id)
+        return {"ran": True}
+
+    a.approvals.register("test.op", flaky)
+    await a.approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+    with pytest.raises(HsmUnavailable):
+        await a.approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+    retrying = asyncio.create_task(a.approvals.retry_forever(every=0.01, when=lambda: leading))
+    try:
+        leading = True
+        await asyncio.sleep(0.1)  # several rounds, all during the outage
+        assert (await a.approvals.get(request.id)).state is ApprovalState.APPROVED
+        outage, leading = False, False
+        await asyncio.sleep(0.1)  # not the leader: not retried
+        assert (await a.approvals.get(request.id)).state is ApprovalState.APPROVED
+        leading = True
+        for _ in range(100):
+            if (await a.approvals.get(request.id)).state is ApprovalState.EXECUTED:
+                break
+            await asyncio.sleep(0.02)
+        assert (await a.approvals.get(request.id)).state is ApprovalState.EXECUTED
+        assert a.runs == [request.id]
+    finally:
+        retrying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retrying
+    executions = [r for r in await a.store.audit_records() if r.action == "approval.execute"]
+    assert len(executions) >= 3  # the one at quorum and at least two retries, each audited
+    assert [r.outcome for r in executions][-1] == "success"
