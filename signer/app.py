@@ -48,7 +48,7 @@ from signer.context import (
 from signer.hsm.base import KeyBackend
 from signer.keeper import Keeper
 from signer.metrics import CONTENT_TYPE, InstrumentedBackend, Metrics
-from signer.ratelimit import RateLimiter
+from signer.ratelimit import RATE_LIMIT_FILE, RateLimiter
 from signer.rings import ref_of
 from signer.service import Clock, SignedJwt, SignerService
 from signer.settings import Settings
@@ -191,24 +191,30 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
     backend: KeyBackend | None = None,
     store: StateStore | None = None,
     clock: Clock = time.time,
-    metrics_dir: Path | None = None,
+    shared_dir: Path | None = None,
     worker: int = 0,
 ) -> web.Application:
     """Build the application; HSM and store open on start-up and close on clean-up.
 
-    ``metrics_dir`` is where the workers of a ``[server] workers`` set share their metrics
-    (``Metrics.share``); ``worker`` is this one's number.
+    ``shared_dir`` is where the workers of a ``[server] workers`` set share their metrics
+    (``Metrics.share``) and their rate-limit buckets (``SharedBuckets``); ``worker`` is this
+    one's number.
     """
     metrics = Metrics()
-    if metrics_dir is not None:
-        metrics.share(metrics_dir, worker)
+    if shared_dir is not None:
+        metrics.share(shared_dir, worker)
+    limiter = RateLimiter(
+        settings.principals,
+        clock,
+        shared=None if shared_dir is None else shared_dir / RATE_LIMIT_FILE,
+    )
     app = web.Application(
         # aiohttp's own cap sits above ours so our limit answers first with a precise problem.
         client_max_size=settings.server.max_body_bytes + 1024,
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.principals)
-    app[LIMITER] = RateLimiter(settings.principals, clock)
+    app[LIMITER] = limiter
     app[METRICS] = metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -258,6 +264,7 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
             await audit.aclose()
             await hsm.aclose()
             await state.aclose()
+            limiter.close()
 
     app.cleanup_ctx.append(lifecycle)
     routing.get_plain(app, "/.well-known/jwks.json", default_jwks)

@@ -64,8 +64,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # The event loop shares one GIL with the PKCS#11 and store threads, and a thread coming
     # back from C waits for the loop to let go for up to this long (CPython's default: 5 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    metrics_dir = None if args.metrics_dir is None else Path(args.metrics_dir)
-    app = create_app(settings, metrics_dir=metrics_dir, worker=args.worker or 0)
+    shared_dir = None if args.shared_dir is None else Path(args.shared_dir)
+    app = create_app(settings, shared_dir=shared_dir, worker=args.worker or 0)
     context = ssl_context(settings)
     scheme = "https" if context else "http"
     log.info("listening on %s://%s:%d", scheme, settings.server.host, settings.server.port)
@@ -259,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the signing service")
     serve.add_argument("--config", required=True, help="path to signer.toml")
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
-    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)  # so is where workers share metrics
+    # So is the directory where the workers share metrics and rate limits ("--metrics-dir": its
+    # name before it held the rate limits too).
+    serve.add_argument("--shared-dir", "--metrics-dir", dest="shared_dir", help=argparse.SUPPRESS)
     serve.set_defaults(func=_cmd_serve)
 
     keys = commands.add_parser("keys", help="inspect and manage keys")

@@ -4,9 +4,9 @@ Each worker is a fresh ``signer serve`` process (so PKCS#11 is initialised after
 starts, never inherited across a fork) that binds the port with ``SO_REUSEPORT``; the kernel
 spreads connections across them. Each has its own PKCS#11 thread and store connection; one of them
 at a time holds the lifecycle lease and rotates, the others follow the store. They share their
-metrics through a directory the supervisor makes (``Metrics.share``). If a worker exits,
-the supervisor stops the others and exits with its code, so a process manager restarts the whole
-set in a known state.
+metrics and rate limits through a directory the supervisor makes (``Metrics.share``,
+``signer.ratelimit.SharedBuckets``). If a worker exits, the supervisor stops the others and exits
+with its code, so a process manager restarts the whole set in a known state.
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ def supervise(args: argparse.Namespace, count: int) -> int:
         "--config",
         args.config,
     ]
-    # Where the workers share their metrics, so any of them answers /metrics for all.
-    metrics_dir = tempfile.mkdtemp(prefix="signer-metrics-")  # mode 0700
-    command += ["--metrics-dir", metrics_dir]
+    # Where the workers share their metrics (so any of them answers /metrics for all) and
+    # their rate-limit buckets (so a limit is the node's, not each worker's).
+    shared_dir = tempfile.mkdtemp(prefix="signer-workers-")  # mode 0700
+    command += ["--shared-dir", shared_dir]
     try:
         return _run(command, count)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(shared_dir, ignore_errors=True)
 
 
 def _run(command: list[str], count: int) -> int:

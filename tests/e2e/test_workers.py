@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,9 @@ from tests.e2e.test_rotation_soak import RING, SOAK_TOKEN, soak_config
 
 
 async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: Path) -> None:
-    setup = Setup.create(tmp_path / "workers", soak_config())
+    limited = hashlib.sha256(LIMITED_TOKEN.encode()).hexdigest()
+    config = soak_config() + LIMITED_PRINCIPAL.format(digest=limited, ring=RING)
+    setup = Setup.create(tmp_path / "workers", config)
     text = setup.config.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1)
     setup.config.write_text(text)
     server = SignerProcess.start(setup)
@@ -52,8 +55,13 @@ async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: 
             jwt.decode(str(token["jwt"]), key.key, algorithms=["ES256"])
 
         assert len(refusing_pids(server)) == 2, "both workers served requests"
+        # One node, one budget: the limit holds over requests spread across both workers.
+        statuses = [await sign_once(setup.url, LIMITED_TOKEN) for _ in range(LIMIT + 4)]
+        assert statuses.count(200) == LIMIT
+        assert statuses.count(429) == 4
         await asyncio.sleep(PUBLISH_INTERVAL_S + 0.5)  # every worker has published since
-        assert await signed_counts(setup.url) == [len(tokens)] * 6, "any worker reports all"
+        signed = len(tokens) + LIMIT
+        assert await signed_counts(setup.url) == [signed] * 6, "any worker reports all"
     finally:
         server.stop()
     # The store, read after the stop, is the authority (a follower's view may lag by 0.5 s).
@@ -76,6 +84,30 @@ async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: 
         r for r in records if r["action"] == "key.generate" and r["details"]["ring"] == RING
     ]
     assert len(generated) == len(keys)  # no key generated twice
+
+
+LIMIT = 6
+LIMITED_TOKEN = "sgn_limited-principal-token"
+LIMITED_PRINCIPAL = f"""
+[[principals]]
+name = "limited"
+token_sha256 = "{{digest}}"
+permissions = ["jwt:sign:{{ring}}"]
+rate_limit = "{LIMIT}/h"
+"""
+
+
+async def sign_once(url: str, token: str) -> int:
+    """The status of one sign request on a fresh connection (so either worker may serve it)."""
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.post(
+            f"{url}/v1/rings/{RING}/jwt",
+            json={"claims": {"sub": "limited"}},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        return response.status
 
 
 def refusing_pids(server: SignerProcess) -> set[int]:
