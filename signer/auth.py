@@ -44,8 +44,9 @@ class Authenticator:
             (p.token_sha256, Principal(name=p.name, permissions=frozenset(p.permissions)))
             for p in principals
         ]
+        # Settings hold each subject in the form a certificate's is rendered in: equal or not.
         self._by_subject = {
-            normalize_subject(p.cert_subject): principal
+            p.cert_subject: principal
             for p, (_, principal) in zip(principals, self._principals, strict=True)
             if p.cert_subject
         }
@@ -56,10 +57,10 @@ class Authenticator:
         """The caller's principal; ``Unauthenticated`` unless a credential matches one.
 
         A bearer token, when sent, decides; otherwise a client certificate that the TLS layer
-        verified against ``client_ca`` is matched by its subject (RFC 4514 string).
+        verified against ``client_ca`` is matched by its subject (``signer.subjects``), exactly.
         """
         if not authorization and cert_subject is not None:
-            principal = self._by_subject.get(normalize_subject(cert_subject))
+            principal = self._by_subject.get(cert_subject)
             if principal is None:
                 raise Unauthenticated("the client certificate's subject matches no principal")
             return principal
@@ -79,16 +80,6 @@ class Authenticator:
         if found is None:
             raise Unauthenticated("the bearer token is not valid")
         return found
-
-
-def normalize_subject(subject: str) -> str:
-    """Compare subjects without regard to spaces around separators or attribute-name case."""
-    parts = [part.strip() for part in subject.split(",")]
-    normalized = []
-    for part in parts:
-        name, _, value = part.partition("=")
-        normalized.append(f"{name.strip().upper()}={value.strip()}")
-    return ",".join(normalized)
 
 
 def require(principal: Principal, permission: str) -> None:

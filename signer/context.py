@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
 
 from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
@@ -17,6 +16,7 @@ from signer.metrics import Metrics
 from signer.ratelimit import RateLimiter
 from signer.service import SignerService
 from signer.settings import Settings
+from signer.subjects import certificate_subject
 
 SERVICE = web.AppKey("service", SignerService)
 KEEPER = web.AppKey("keeper", Keeper)
@@ -45,7 +45,7 @@ def client_cert_subject(request: web.Request) -> str | None:
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
-    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    return certificate_subject(der)
 
 
 def principal_name(request: web.Request) -> str:

@@ -18,6 +18,7 @@ from jwks.algorithms import Alg, parse_alg
 from signer.durations import parse_duration
 from signer.errors import ConfigError
 from signer.store.redis_url import check_redis_url, is_redis_url
+from signer.subjects import canonical_subject
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -102,7 +103,7 @@ class PrincipalSettings:
     token_sha256: bytes = field(repr=False)
     permissions: tuple[str, ...]
     rate_limit: RateLimit | None = None
-    cert_subject: str | None = None
+    cert_subject: str | None = None  # canonical RFC 4514 (``signer.subjects``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -469,12 +470,18 @@ def _principal(table: _Table) -> PrincipalSettings:
     for perm in permissions:
         if not _PERMISSION.match(perm):
             raise ConfigError(f"{table.key('permissions')}: malformed permission {perm!r}")
+    subject = table.opt_str("cert_subject")
+    if subject is not None:
+        try:
+            subject = canonical_subject(subject)
+        except ValueError as exc:
+            raise ConfigError(f"{table.key('cert_subject')}: {exc}") from None
     principal = PrincipalSettings(
         name=name,
         token_sha256=bytes.fromhex(digest),
         permissions=permissions,
         rate_limit=_rate_limit(table),
-        cert_subject=table.opt_str("cert_subject"),
+        cert_subject=subject,
     )
     table.done()
     return principal
