@@ -227,7 +227,10 @@ def create_app(  # noqa: PLR0915 -- the one wiring function: a line per adapter 
         )
         service = SignerService(settings, backend=hsm, store=state, clock=clock, audit=audit)
         keeper = Keeper(service, audit, shared=settings.server.workers > 1)
-        approvals = Approvals(state, audit, clock=clock)
+        groups = {group.name: frozenset(group.members) for group in settings.groups}
+        approvals = Approvals(
+            state, audit, clock=clock, members=lambda group: groups.get(group, frozenset())
+        )
         register_key_operations(approvals, keeper)
         codesign = CodeSigning(
             settings, service=service, approvals=approvals, audit=audit, clock=clock

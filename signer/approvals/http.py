@@ -1,7 +1,9 @@
 """Approvals over HTTP: list, read, approve and deny.
 
 A principal sees a request it made, one its group may vote on, or any with ``audit:read``.
-Who may vote is decided by the request's policy (members of its group, never the requester).
+Who may vote is decided by the request's policy (members of its group then and now, never the
+requester), and for a signing request as on its own route: the permission
+``sign:approve:<profile>`` too, and a request the voter may not see is answered as missing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from signer.approvals.rules import ApprovalRequest, ApprovalState, Decision, Unk
 from signer.approvals.rules import to_json as approval_json
 from signer.auth import Principal
 from signer.bodies import read_json
-from signer.context import APPROVALS, SETTINGS, json_response, principal_of
+from signer.codesign.records import UnknownSigningRequest
+from signer.codesign.shell import OPERATION as SIGNING_OPERATION
+from signer.context import APPROVALS, CODESIGN, SETTINGS, json_response, principal_of
 from signer.errors import InvalidField, MalformedJson, UnknownField
 
 _STATES = frozenset(state.value for state in ApprovalState)
@@ -66,10 +70,23 @@ async def read_comment(request: web.Request) -> str:
 
 
 async def _vote(request: web.Request, decision: Decision) -> web.Response:
+    """Vote as the caller. A signing request's approval is voted on through the code-signing
+    shell, so this route asks what its own route asks (``sign:approve:<profile>``)."""
     principal = principal_of(request)
     comment = await read_comment(request)
+    approval = await request.app[APPROVALS].get(request.match_info["id"])
+    if approval.operation == SIGNING_OPERATION:
+        try:
+            _, voted = await request.app[CODESIGN].vote(
+                approval.target, principal, decision, comment
+            )
+        except UnknownSigningRequest:
+            raise UnknownApproval(f"no approval {approval.id!r}") from None
+        if voted is None:  # the request lost its approval: not one this route can show
+            raise UnknownApproval(f"no approval {approval.id!r}")
+        return json_response(approval_json(voted))
     approval = await request.app[APPROVALS].vote(
-        request.match_info["id"], approver=principal.name, decision=decision, comment=comment
+        approval.id, approver=principal.name, decision=decision, comment=comment
     )
     return json_response(approval_json(approval))
 

@@ -30,6 +30,7 @@ from signer.approvals.rules import (
     ApprovalRequest,
     ApprovalState,
     Decision,
+    NotAnApprover,
     UnknownApproval,
     Vote,
 )
@@ -64,11 +65,16 @@ class Approvals:
         *,
         clock: Callable[[], float],
         ttl: int = DEFAULT_TTL,
+        members: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
+        """``members``: a group's members now (from the settings). A request keeps the members
+        its group had when it was opened, and a voter must be in both: one taken out of the
+        group since (and the signer restarted with that) no longer votes on what is pending."""
         self._store = store
         self._audit = audit
         self._clock = clock
         self._ttl = ttl
+        self._members = members
         self._operations: dict[str, Operation] = {}
 
     def register(self, operation: str, run: Operation) -> None:
@@ -173,6 +179,7 @@ class Approvals:
             request = await self.get(approval_id)
             cast = Vote(approver=approver, decision=decision, comment=comment, at=self._now())
             try:
+                self._check_still_member(request, approver)
                 result = rules.vote(request, cast, self._now())
             except SignerError as refused:
                 await self._audit.record(
@@ -208,6 +215,19 @@ class Approvals:
                 return await self.execute(result.request)
             return result.request
         raise Conflict(f"approval {approval_id} is changing too fast; try again")
+
+    def _check_still_member(self, request: ApprovalRequest, approver: str) -> None:
+        """``NotAnApprover`` if ``approver`` has left the request's group since it was opened
+        (the requester's own vote is refused by the rules, as self-approval)."""
+        if self._members is None or approver == request.requester:
+            return
+        if approver in request.policy.members and approver not in self._members(
+            request.policy.group
+        ):
+            raise NotAnApprover(
+                f"{approver!r} is no longer in {request.policy.group!r}, which approves "
+                f"{request.operation}"
+            )
 
     async def execute(self, request: ApprovalRequest) -> ApprovalRequest:
         """Run the operation of an ``approved`` request and mark it executed.

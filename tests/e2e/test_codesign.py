@@ -401,6 +401,34 @@ def test_the_requester_cannot_approve_and_outsiders_cannot_read(signer: SignerPr
     assert (status, problem["code"]) == (404, "unknown_signing_request")
 
 
+def test_votes_through_the_generic_approval_route_sign_the_request(
+    signer: SignerProcess,
+) -> None:
+    """``/v1/approvals/{id}/approve`` on a signing request's approval goes through the same
+    checks as the request's own route (a principal without ``sign:approve`` is refused alike),
+    and the final vote there signs."""
+    subjects = [{"name": "acme-12.tar.gz", "digest": {"sha256": sha256(b"12")}}]
+    created = create(signer, kind="blob", subjects=subjects)
+
+    def generic_vote(role: str) -> tuple[int, dict[str, Any]]:
+        response = signer.request(
+            "POST",
+            f"/v1/approvals/{created['approval_id']}/approve",
+            body={"comment": "ok"},
+            token=token(signer, role),
+        )
+        answer: dict[str, Any] = response.json()
+        return response.status, answer
+
+    assert generic_vote("auditor")[1]["code"] == vote(signer, created["id"], "auditor")[1]["code"]
+    status, approval = generic_vote("approver1")
+    assert status == 200, approval
+    assert (approval["state"], approval["approvals"]) == ("pending", 1)
+    status, approval = generic_vote("approver2")
+    assert (status, approval["state"]) == (200, "executed")
+    assert read(signer, created["id"])["state"] == "signed"
+
+
 async def test_two_racing_final_approvals_sign_once(signer: SignerProcess) -> None:
     subjects = [{"name": "acme-9.tar.gz", "digest": {"sha256": sha256(b"9")}}]
     request_id = create(signer, profile=RACE_PROFILE, kind="blob", subjects=subjects)["id"]

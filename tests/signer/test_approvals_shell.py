@@ -289,3 +289,47 @@ async def test_a_run_that_failed_at_quorum_is_retried_by_the_leader_until_it_suc
     executions = [r for r in await a.store.audit_records() if r.action == "approval.execute"]
     assert len(executions) >= 3  # the one at quorum and at least two retries, each audited
     assert [r.outcome for r in executions][-1] == "success"
+
+
+async def test_a_member_taken_out_of_the_group_no_longer_votes_on_pending_requests(
+    tmp_path: Path,
+) -> None:
+    """The request keeps the members its group had when opened; one removed from the group
+    since (the signer restarted with the new settings) is refused, and the refusal audited."""
+    clock = MovingClock(T0)
+    current = {"custodians": frozenset({"ann", "bob", "cat"})}
+    store = SqliteStore(tmp_path / "state.db")
+    audit = AuditWriter(store, clock=clock)
+    await audit.start()
+    approvals = Approvals(store, audit, clock=clock, members=lambda group: current[group])
+    runs: list[str] = []
+
+    async def operation(request: ApprovalRequest) -> Mapping[str, Any]:
+        runs.append(request.id)
+        return {"ran": True}
+
+    approvals.register("test.op", operation)
+    try:
+        request = await approvals.create(
+            operation="test.op", target="thing", requester="admin", policy=POLICY, details={}
+        )
+        assert "bob" in request.policy.members
+        current["custodians"] = frozenset({"ann", "cat"})
+        with pytest.raises(NotAnApprover, match="no longer in 'custodians'"):
+            await approvals.vote(request.id, approver="bob", decision=Decision.APPROVE, comment="")
+        await approvals.vote(request.id, approver="ann", decision=Decision.APPROVE, comment="")
+        assert (await approvals.get(request.id)).state is ApprovalState.PENDING
+        done = await approvals.vote(
+            request.id, approver="cat", decision=Decision.APPROVE, comment=""
+        )
+        assert done.state is ApprovalState.EXECUTED
+        assert runs == [request.id]
+        votes = [r for r in await store.audit_records() if r.action == "approval.vote"]
+        assert [(r.actor, r.outcome) for r in votes] == [
+            ("bob", "denied"),
+            ("ann", "success"),
+            ("cat", "success"),
+        ]
+    finally:
+        await audit.aclose()
+        await store.aclose()
