@@ -23,7 +23,11 @@ from signer.subjects import canonical_subject
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
-_PERMISSION = re.compile(r"^[a-z]+(:[a-z]+)*:([A-Za-z0-9_.*-]+)$|^audit:read$")
+# DESIGN.md (Access control): each kind is scoped to a ring or profile name, or ``*`` for all.
+PERMISSION_KINDS = ("jwt:sign", "keys:admin", "sign:request", "sign:approve")
+AUDIT_READ = "audit:read"
+# Actors the audit log uses for the signer itself and for unauthenticated callers.
+RESERVED_PRINCIPALS = frozenset({"system", "anonymous"})
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_LISTEN = "127.0.0.1:8700"
@@ -461,15 +465,34 @@ def _rate_limit(table: _Table) -> RateLimit | None:
     return RateLimit(count=int(match.group(1)), per_seconds={"s": 1, "m": 60, "h": 3600}[match[2]])
 
 
+def _check_permission(perm: str, where: str) -> None:
+    """Refuse a permission that is not one of the documented forms: a misspelt one would
+    grant nothing without a word, and a broader wildcard (``keys:*``) more than anyone reads."""
+    kind, _, resource = perm.rpartition(":")
+    if perm == AUDIT_READ or (
+        kind in PERMISSION_KINDS and (resource == "*" or NAME_PATTERN.match(resource))
+    ):
+        return
+    forms = ", ".join(f"{k}:<name>" for k in PERMISSION_KINDS)
+    raise ConfigError(
+        f"{where}: unknown permission {perm!r}; permissions are {forms} (or <kind>:* for "
+        f"every name) and {AUDIT_READ}"
+    )
+
+
 def _principal(table: _Table) -> PrincipalSettings:
     name = _name(table)
+    if name in RESERVED_PRINCIPALS:
+        raise ConfigError(
+            f"{table.key('name')}: {name!r} is reserved: the audit log names the signer itself "
+            "'system' and unauthenticated callers 'anonymous'"
+        )
     digest = table.text("token_sha256").lower()
     if not _HEX64.match(digest):
         raise ConfigError(f"{table.key('token_sha256')} must be 64 hex characters (SHA-256)")
     permissions = table.strings("permissions", [])
     for perm in permissions:
-        if not _PERMISSION.match(perm):
-            raise ConfigError(f"{table.key('permissions')}: malformed permission {perm!r}")
+        _check_permission(perm, table.key("permissions"))
     subject = table.opt_str("cert_subject")
     if subject is not None:
         try:

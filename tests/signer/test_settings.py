@@ -179,3 +179,40 @@ def test_group_member_must_be_a_principal(tmp_path: Path) -> None:
 def test_invalid_toml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_settings(write(tmp_path, "[server\n"))
+
+
+@pytest.mark.parametrize(
+    "permission",
+    ["jwt:sign:default", "jwt:sign:*", "keys:admin:r-1", "sign:request:*", "sign:approve:rel.2"],
+)
+def test_documented_permissions_load(tmp_path: Path, permission: str) -> None:
+    text = BASE.replace('permissions = ["jwt:sign:default"]', f'permissions = ["{permission}"]')
+    assert load_settings(write(tmp_path, text)).principals[0].permissions == (permission,)
+
+
+@pytest.mark.parametrize(
+    "permission",
+    [
+        "jwt:sing:default",  # a typo would grant nothing, silently
+        "foo:bar",
+        "audit:read:x",
+        "jwt:sign:de*ult",
+        "jwt:sign:",
+        "keys:*",  # wider than any documented grant
+        "sign:*",
+        "*",
+    ],
+)
+def test_an_unknown_or_overbroad_permission_is_refused(tmp_path: Path, permission: str) -> None:
+    text = BASE.replace('permissions = ["jwt:sign:default"]', f'permissions = ["{permission}"]')
+    with pytest.raises(ConfigError, match=r"principals\[0\]\.permissions: unknown permission"):
+        load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("name", ["system", "anonymous"])
+def test_a_principal_may_not_take_an_actor_name_the_audit_log_uses(
+    tmp_path: Path, name: str
+) -> None:
+    text = BASE.replace('name = "idp"', f'name = "{name}"')
+    with pytest.raises(ConfigError, match=r"principals\[0\]\.name: .* is reserved"):
+        load_settings(write(tmp_path, text))

@@ -109,4 +109,4 @@ def test_a_requester_in_the_approver_group_must_leave_enough_other_approvers(
 ) -> None:
     """ann may not approve her own request, so bob alone can never give two approvals."""
     with pytest.raises(ConfigError, match="2 approvals can never be reached for requester 'ann'"):
-        load(tmp_path, requesters='["ci", "ann"]', ann="sign:*")
+        load(tmp_path, requesters='["ci", "ann"]', ann='sign:request:*", "sign:approve:*')
