@@ -255,9 +255,14 @@ async def test_a_run_that_failed_at_quorum_is_retried_by_the_leader_until_it_suc
     outage is over, and only while this process leads."""
     a, _, _ = nodes
     request = await open_request(a)
-    outage, leading = True, False
+    outage, leading, attempts = True, False, 0
+    retried = asyncio.Event()
 
     async def flaky(approved: ApprovalRequest) -> Mapping[str, Any]:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 3:
+            retried.set()
         if outage:
             raise HsmUnavailable("the token is busy")
         a.runs.append(approved.id)
@@ -270,10 +275,16 @@ async def test_a_run_that_failed_at_quorum_is_retried_by_the_leader_until_it_suc
     retrying = asyncio.create_task(a.approvals.retry_forever(every=0.01, when=lambda: leading))
     try:
         leading = True
-        await asyncio.sleep(0.1)  # several rounds, all during the outage
+        await asyncio.wait_for(retried.wait(), 10)  # retries, all during the outage
+        leading = False
+        seen = -1
+        while seen != attempts:  # a round under way when leadership went ends (and fails)
+            seen = attempts
+            await asyncio.sleep(0.2)
         assert (await a.approvals.get(request.id)).state is ApprovalState.APPROVED
-        outage, leading = False, False
-        await asyncio.sleep(0.1)  # not the leader: not retried
+        outage = False
+        await asyncio.sleep(0.1)  # the outage is over, but not the leader: not retried
+        assert attempts == seen
         assert (await a.approvals.get(request.id)).state is ApprovalState.APPROVED
         leading = True
         for _ in range(100):
