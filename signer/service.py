@@ -115,7 +115,7 @@ class SignerService:
         self.clock = clock
         self.audit = audit
         self._policies: dict[str, RingPolicy] = {r.name: r for r in settings.rings}
-        # settings._check_artifact_rings: these rings' keys never sign a JWT.
+        # config_checks._check_artifact_rings: these rings' keys never sign a JWT.
         self._artifact_rings = settings.artifact_rings
         self._views: dict[str, RingView] = {}
         self._watermarks = WatermarkGate(store)

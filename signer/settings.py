@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jwks.algorithms import Alg, parse_alg
-from signer.durations import parse_duration
+from signer.config_checks import cross_check
+from signer.config_table import Table
 from signer.errors import ConfigError
 from signer.store.redis_url import check_redis_url, is_redis_url
 from signer.subjects import canonical_subject
@@ -163,81 +164,6 @@ class Settings:
         return frozenset(profile.ring for profile in self.profiles)
 
 
-class _Table:
-    """A TOML table being consumed: every read is by a dotted path used in error messages."""
-
-    def __init__(self, data: Mapping[str, Any], where: str) -> None:
-        self._data = data
-        self._where = where
-        self._seen: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self._where}.{key}" if self._where else key
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._seen.add(key)
-        return self._data.get(key, default)
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.get(key, default)
-        if value is None:
-            raise ConfigError(f"{self.key(key)} is required")
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.key(key)} must be a non-empty string")
-        return value
-
-    def opt_str(self, key: str) -> str | None:
-        if key not in self._data:
-            self._seen.add(key)
-            return None
-        return self.text(key)
-
-    def integer(self, key: str, default: int | None = None) -> int:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{self.key(key)} must be a positive integer")
-        return value
-
-    def flag(self, key: str, *, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(key)} must be true or false")
-        return value
-
-    def duration(self, key: str, default: object = None) -> int:
-        value = self.get(key, default)
-        if value is None:
-            raise ConfigError(f"{self.key(key)} is required")
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(f"{self.key(key)}: {exc}") from None
-
-    def strings(self, key: str, default: list[str] | None = None) -> tuple[str, ...]:
-        value = self.get(key, default)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{self.key(key)} must be a list of strings")
-        return tuple(value)
-
-    def table(self, key: str) -> _Table:
-        value = self.get(key, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"{self.key(key)} must be a table")
-        return _Table(value, self.key(key))
-
-    def tables(self, key: str) -> list[_Table]:
-        value = self.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise ConfigError(f"{self.key(key)} must be an array of tables ([[{key}]])")
-        return [_Table(v, f"{self.key(key)}[{i}]") for i, v in enumerate(value)]
-
-    def done(self) -> None:
-        """Refuse keys nobody read: a typo must not silently fall back to a default."""
-        unknown = sorted(set(self._data) - self._seen)
-        if unknown:
-            raise ConfigError(f"unknown key {self.key(unknown[0])}")
-
-
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the TOML file at ``path``; raise ``ConfigError`` naming the bad key."""
     env = os.environ if environ is None else environ
@@ -255,7 +181,7 @@ def parse_settings(
     data: Mapping[str, Any], *, base: Path, path: Path, environ: Mapping[str, str]
 ) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths resolve against ``base``."""
-    root = _Table(data, "")
+    root = Table(data, "")
     rings = tuple(_ring(t) for t in root.tables("rings"))
     if not rings:
         raise ConfigError("rings: at least one [[rings]] table is required")
@@ -286,7 +212,7 @@ def parse_settings(
         profiles=profiles,
         audit=AuditSettings(sink=(base / sink) if sink else None),
     )
-    _cross_check(settings)
+    cross_check(settings)
     return settings
 
 
@@ -298,14 +224,14 @@ def _unique(what: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _name(table: _Table, key: str = "name") -> str:
+def _name(table: Table, key: str = "name") -> str:
     name = table.text(key)
     if not NAME_PATTERN.match(name):
         raise ConfigError(f"{table.key(key)}: {name!r} must match {NAME_PATTERN.pattern}")
     return name
 
 
-def _server(table: _Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSettings:
+def _server(table: Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSettings:
     listen = table.text("listen", DEFAULT_LISTEN)
     host, sep, port_text = listen.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
@@ -338,7 +264,7 @@ def _server(table: _Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerS
     )
 
 
-def _hsm(table: _Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
+def _hsm(table: Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
     module = table.text("module")
     token_label = table.text("token_label")
     pin_file = table.opt_str("pin_file")
@@ -368,7 +294,7 @@ def _hsm(table: _Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
     )
 
 
-def _store(table: _Table, base: Path, environ: Mapping[str, str]) -> StoreSettings:
+def _store(table: Table, base: Path, environ: Mapping[str, str]) -> StoreSettings:
     url = table.text("url")
     if url.startswith("sqlite:"):
         table.done()  # prefix and password_env are Redis settings: refused here as unknown
@@ -402,7 +328,7 @@ def _store(table: _Table, base: Path, environ: Mapping[str, str]) -> StoreSettin
     )
 
 
-def _ring(table: _Table) -> RingPolicy:
+def _ring(table: Table) -> RingPolicy:
     name = _name(table)
     try:
         alg = parse_alg(table.text("alg"))
@@ -423,7 +349,7 @@ def _ring(table: _Table) -> RingPolicy:
             continue
         if not isinstance(rule, dict):
             raise ConfigError(f"{table.key('approvals')}.{op} must be {{group, required}}")
-        rt = _Table(rule, f"{table.key('approvals')}.{op}")
+        rt = Table(rule, f"{table.key('approvals')}.{op}")
         approvals[op] = ApprovalRule(group=rt.text("group"), required=rt.integer("required"))
         rt.done()
     approvals_table.done()
@@ -455,7 +381,7 @@ def _ring(table: _Table) -> RingPolicy:
     )
 
 
-def _rate_limit(table: _Table) -> RateLimit | None:
+def _rate_limit(table: Table) -> RateLimit | None:
     text = table.opt_str("rate_limit")
     if text is None:
         return None
@@ -480,7 +406,7 @@ def _check_permission(perm: str, where: str) -> None:
     )
 
 
-def _principal(table: _Table) -> PrincipalSettings:
+def _principal(table: Table) -> PrincipalSettings:
     name = _name(table)
     if name in RESERVED_PRINCIPALS:
         raise ConfigError(
@@ -510,13 +436,13 @@ def _principal(table: _Table) -> PrincipalSettings:
     return principal
 
 
-def _group(table: _Table) -> GroupSettings:
+def _group(table: Table) -> GroupSettings:
     group = GroupSettings(name=_name(table), members=table.strings("members"))
     table.done()
     return group
 
 
-def _profile(table: _Table) -> ProfileSettings:
+def _profile(table: Table) -> ProfileSettings:
     profile = ProfileSettings(
         name=_name(table),
         ring=table.text("ring"),
@@ -529,126 +455,3 @@ def _profile(table: _Table) -> ProfileSettings:
     )
     table.done()
     return profile
-
-
-def _cross_check(settings: Settings) -> None:
-    principal_names = {p.name for p in settings.principals}
-    for i, group in enumerate(settings.groups):
-        for member in group.members:
-            if member not in principal_names:
-                raise ConfigError(f"groups[{i}].members: no principal named {member!r}")
-    _check_ring_approvals(settings)
-    _check_profiles(settings, principal_names)
-    _check_artifact_rings(settings)
-
-
-def _check_artifact_rings(settings: Settings) -> None:
-    """A ring that signs artifacts never signs JWTs nor backs the well-known JWKS.
-
-    One key, one purpose: a blob signature is ECDSA over a digest the requester chose, so if the
-    same key also signed JWTs (or were trusted by relying parties for them), an approved "blob"
-    whose digest is that of a JWS signing input would be a valid token. ``jwt:sign:*`` grants
-    therefore cover JWT rings only, and explicit grants of an artifact ring are refused here.
-    """
-    artifact_rings = settings.artifact_rings
-    if settings.server.default_ring in artifact_rings:
-        raise ConfigError(
-            f"server.default_ring: ring {settings.server.default_ring!r} signs artifacts "
-            "(a profile uses it); the well-known JWKS must be a JWT ring's"
-        )
-    for i, principal in enumerate(settings.principals):
-        for permission in principal.permissions:
-            ring = permission.removeprefix("jwt:sign:")
-            if permission.startswith("jwt:sign:") and ring in artifact_rings:
-                raise ConfigError(
-                    f"principals[{i}].permissions: {permission!r} grants JWT signing with ring "
-                    f"{ring!r}, which signs artifacts (a profile uses it)"
-                )
-
-
-def _check_ring_approvals(settings: Settings) -> None:
-    groups = {g.name: g for g in settings.groups}
-    for i, ring in enumerate(settings.rings):
-        for op, rule in ring.approvals.items():
-            if rule.group not in groups:
-                raise ConfigError(f"rings[{i}].approvals.{op}.group: no group {rule.group!r}")
-            if rule.required > len(groups[rule.group].members):
-                raise ConfigError(
-                    f"rings[{i}].approvals.{op}.required: {rule.required} exceeds the "
-                    f"{len(groups[rule.group].members)} members of {rule.group!r}"
-                )
-
-
-def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
-    ring_names = {r.name for r in settings.rings}
-    groups = {g.name: g for g in settings.groups}
-    for i, profile in enumerate(settings.profiles):
-        if profile.ring not in ring_names:
-            raise ConfigError(f"profiles[{i}].ring: no ring named {profile.ring!r}")
-        if profile.approvers not in groups:
-            raise ConfigError(f"profiles[{i}].approvers: no group named {profile.approvers!r}")
-        for requester in profile.requesters:
-            if requester not in principal_names:
-                raise ConfigError(f"profiles[{i}].requesters: no principal named {requester!r}")
-        if profile.approvals_required > len(groups[profile.approvers].members):
-            raise ConfigError(
-                f"profiles[{i}].approvals_required: more than the members of {profile.approvers!r}"
-            )
-        _check_profile_quorum(i, profile, groups[profile.approvers].members)
-        _check_profile_signing(settings, i, profile)
-
-
-def _check_profile_quorum(i: int, profile: ProfileSettings, members: tuple[str, ...]) -> None:
-    """Refuse a profile one of whose requesters could never get a request approved.
-
-    Separation of duties: a requester never approves their own request, so a requester who is
-    also an approver leaves ``len(members) - 1`` who can.
-    """
-    for requester in profile.requesters:
-        if requester in members and profile.approvals_required > len(members) - 1:
-            raise ConfigError(
-                f"profiles[{i}].approvals_required: {profile.approvals_required} approvals can "
-                f"never be reached for requester {requester!r}, a member of "
-                f"{profile.approvers!r}, which has only {len(members) - 1} other members"
-            )
-
-
-# Code signing needs ECDSA keys: a Sigstore message signature is ECDSA (or RSA) over the
-# artifact's digest signed prehashed, which the HSM adapter does for ECDSA only (CKM_ECDSA), and
-# cosign verifies simple-signing signatures with ECDSA keys (docs/codesign.md).
-_SIGNING_ALGS = (Alg.ES256, Alg.ES384)
-
-
-def _grants(permissions: tuple[str, ...], permission: str) -> bool:
-    """As ``signer.auth.Principal.allows`` (which imports this module): exact or ``:*``."""
-    return permission in permissions or any(
-        p.endswith(":*") and permission.startswith(p[:-1]) for p in permissions
-    )
-
-
-def _check_profile_signing(settings: Settings, i: int, profile: ProfileSettings) -> None:
-    ring = settings.ring(profile.ring)
-    assert ring is not None  # noqa: S101 -- checked by the caller
-    if ring.alg not in _SIGNING_ALGS:
-        raise ConfigError(
-            f"profiles[{i}].ring: ring {ring.name!r} signs with {ring.alg.value}; a signing "
-            "profile needs an ECDSA ring (ES256, or ES384 for containers and attestations only)"
-        )
-    if not profile.subjects:
-        raise ConfigError(f"profiles[{i}].subjects: at least one subject pattern is required")
-    permissions = {p.name: p.permissions for p in settings.principals}
-    # Both lists and permissions decide who acts on a profile; a mismatch would only show up as
-    # a 403 in the middle of a release, so it is refused here instead.
-    for requester in profile.requesters:
-        if not _grants(permissions[requester], f"sign:request:{profile.name}"):
-            raise ConfigError(
-                f"profiles[{i}].requesters: {requester!r} lacks permission "
-                f"'sign:request:{profile.name}'"
-            )
-    group = next(g for g in settings.groups if g.name == profile.approvers)
-    for member in group.members:
-        if not _grants(permissions[member], f"sign:approve:{profile.name}"):
-            raise ConfigError(
-                f"profiles[{i}].approvers: member {member!r} of {group.name!r} lacks permission "
-                f"'sign:approve:{profile.name}'"
-            )
