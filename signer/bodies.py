@@ -1,14 +1,19 @@
 """Reading JSON request bodies: media type, size limit, strict JSON.
 
 Strict means: no duplicate member names (two ``sub`` claims must not reach a token), no
-``NaN``/``Infinity``, UTF-8 only (RFC 8259 §8.1), and no string that is not Unicode text: a
-``\ud800`` escape decodes to a lone surrogate, which no later UTF-8 encoding (the audit log, a
-signed statement) accepts (I-JSON, RFC 7493 §2.1).
+``NaN``/``Infinity`` (neither as a literal nor as a number too large for a float, such as
+``1e400``), UTF-8 only (RFC 8259 §8.1), no string that is not Unicode text: a ``\ud800`` escape
+decodes to a lone surrogate, which no later UTF-8 encoding (the audit log, a signed statement)
+accepts (I-JSON, RFC 7493 §2.1), and no nesting deeper than ``MAX_DEPTH``. Whatever is accepted
+can therefore be written back out as JSON (a token's claims, a statement's predicate): a body
+that could not be would otherwise fail only after something was written.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -31,9 +36,41 @@ def _no_constants(name: str) -> Any:
     raise MalformedJson(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise MalformedJson(f"the number {shown} is too large: it has no finite value")
+    return value
+
+
 # One decoder for every body: ``json.loads`` with hooks builds a decoder (and its scanner) per
 # call, which cost more than parsing a small body.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite
+)
+
+# Far deeper than any claim set or predicate nests, and far below where Python's JSON encoder
+# runs out of stack (a few levels under its parser's limit): what is accepted can be encoded.
+MAX_DEPTH = 64
+# A string (skipped whole, so its brackets do not count) or a bracket.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the (valid) JSON ``text`` nests deeper than ``MAX_DEPTH``."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False  # fewer openings than the limit: no need to look closer
+    depth = 0
+    for token in _TOKENS.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return False
 
 
 def _is_text(value: str) -> bool:
@@ -98,6 +135,10 @@ def parse_json(raw: bytes) -> Any:
         ) from None
     except RecursionError:
         raise MalformedJson("the request body nests too deeply") from None
+    except ValueError:  # an integer past int()'s digit limit (4,300)
+        raise MalformedJson("a number in the request body has too many digits") from None
+    if _too_deep(text):
+        raise MalformedJson(f"the request body nests deeper than {MAX_DEPTH} levels")
     if "\\u" in text:  # valid UTF-8 holds no surrogates; only a \u escape can make one
         _check_text(document)
     return document

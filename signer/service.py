@@ -300,12 +300,14 @@ class SignerService:
     ) -> list[SignedJwt]:
         now = int(self.clock())
         claims = [r.claims_at(now, token_max_ttl=policy.token_max_ttl) for r in requests]
-        # One watermark write covers them all: it only has to reach the latest exp.
-        await self._watermarks.ensure(key.record.kid, max(c["exp"] for c in claims))
+        # Encoded before anything is written: a claim set that cannot be encoded raises
+        # here and leaves the watermark as it was.
         inputs = [
             signing_input(key.header(r.typ), encode_claims(c))
             for r, c in zip(requests, claims, strict=True)
         ]
+        # One watermark write covers them all: it only has to reach the latest exp.
+        await self._watermarks.ensure(key.record.kid, max(c["exp"] for c in claims))
         signatures = await self.backend.sign_many(key.ref, inputs)
         kid, alg = key.record.kid, key.record.alg.value
         return [

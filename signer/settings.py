@@ -234,7 +234,8 @@ def _name(table: Table, key: str = "name") -> str:
 def _server(table: Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSettings:
     listen = table.text("listen", DEFAULT_LISTEN)
     host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+    port_ok = port_text.isascii() and port_text.isdigit() and 0 <= int(port_text) < 65536
+    if not sep or not host or not port_ok:
         raise ConfigError(f"server.listen: expected HOST:PORT, got {listen!r}")
     default_ring = table.text("default_ring", rings[0].name)
     if default_ring not in {r.name for r in rings}:

@@ -15,12 +15,18 @@ from signer.service import AUDIT_KID
 MAX_LIMIT = 1000
 
 
-def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
+def _int_param(request: web.Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """Query parameter ``name``: ASCII digits (``str.isdigit`` also takes ``²`` and ``①``),
+    given at most once, from ``minimum`` to ``maximum``."""
+    given = request.query.getall(name, [])
+    if not given:
         return default
-    if not raw.isdigit() or int(raw) > maximum:
-        raise InvalidField(f"'{name}' must be an integer from 0 to {maximum}", field=name)
+    if len(given) > 1:
+        raise InvalidField(f"'{name}' is given more than once", field=name)
+    raw = given[0]
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))
+    if not digits or not minimum <= int(raw) <= maximum:
+        raise InvalidField(f"'{name}' must be an integer from {minimum} to {maximum}", field=name)
     return int(raw)
 
 
@@ -28,8 +34,8 @@ async def list_audit(request: web.Request) -> web.Response:
     """GET /v1/audit?after=SEQ&limit=N: committed records after ``after``, oldest first."""
     principal = principal_of(request)
     require(principal, "audit:read")
-    after = _int_param(request, "after", 0, 2**62)
-    limit = max(1, _int_param(request, "limit", 100, MAX_LIMIT))
+    after = _int_param(request, "after", 0, minimum=0, maximum=2**62)
+    limit = _int_param(request, "limit", 100, minimum=1, maximum=MAX_LIMIT)
     records = await request.app[SERVICE].store.audit_records(after=after, limit=limit)
     body: dict[str, object] = {"records": [r.to_json() for r in records]}
     if len(records) == limit:

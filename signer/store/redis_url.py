@@ -70,7 +70,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         raise ValueError("a Sentinel URL ends with /service_name or /service_name/db")
     db = 0
     if len(parts) == 2:
-        if not parts[1].isdigit():
+        if not (parts[1].isascii() and parts[1].isdigit()):
             raise ValueError(f"database {parts[1]!r} is not a number")
         db = int(parts[1])
     return SentinelTarget(
@@ -102,6 +102,6 @@ def _host_port(text: str) -> tuple[str, int]:
         raise ValueError(f"{text!r} has no host")
     if not port_text:
         return host, SENTINEL_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"{text!r} has no valid port")
     return host, int(port_text)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import LIMITED_TOKEN, MULTI_TOKEN
-from tests.e2e.server import SignerProcess
+from tests.e2e.server import Setup, SignerProcess
 
 PROBLEM = "application/problem+json"
 SIGN = "/v1/rings/default/jwt"
@@ -51,8 +51,16 @@ def test_bad_fields_get_a_400_naming_the_field(
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b'{"claims": {"sub": "a", "sub": "b"}}', b"", b"\xff"],
-    ids=["syntax", "duplicate-member", "empty", "not-utf8"],
+    [
+        b"{not json",
+        b'{"claims": {"sub": "a", "sub": "b"}}',
+        b"",
+        b"\xff",
+        b'{"claims": {"x": 1e400}}',
+        b'{"claims": {"x": ' + b"9" * 5000 + b"}}",
+        b'{"claims": {"a": ' + b"[" * 900 + b"]" * 900 + b"}}",
+    ],
+    ids=["syntax", "duplicate-member", "empty", "not-utf8", "infinite", "digits", "deep"],
 )
 def test_malformed_json_gets_400(signer: SignerProcess, raw: bytes) -> None:
     response = signer.request(
@@ -63,6 +71,33 @@ def test_malformed_json_gets_400(signer: SignerProcess, raw: bytes) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert_problem(response, 400, "malformed_json")
+
+
+def test_claims_refused_as_malformed_raise_no_watermark(fresh_setup: Setup) -> None:
+    """A refused body writes nothing: the active key's watermark stays where it was."""
+    server = SignerProcess.start(fresh_setup)
+    try:
+        admin, issuer = fresh_setup.tokens["admin"], fresh_setup.tokens["issuer"]
+        raw = b'{"claims": {"x": 1e400}}'
+        headers = {"Content-Type": "application/json"}
+        response = server.request("POST", SIGN, raw=raw, token=issuer, headers=headers)
+        assert_problem(response, 400, "malformed_json")
+        keys = server.request("GET", "/v1/rings/default", token=admin).json()["keys"]
+        assert [k["exp_watermark"] for k in keys if k["state"] == "active"] == [None]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=%C2%B2", "after=%E2%91%A0", "after=" + "1" * 5000, "limit=0", "limit=5&limit=abc"],
+    ids=["superscript", "circled", "digits", "zero", "twice"],
+)
+def test_bad_audit_query_parameters_get_a_400_naming_them(
+    signer: SignerProcess, query: str
+) -> None:
+    response = signer.request("GET", f"/v1/audit?{query}", token=signer.setup.tokens["auditor"])
+    assert_problem(response, 400, "invalid_field", query.split("=", 1)[0])
 
 
 def test_oversized_body_gets_413(signer: SignerProcess) -> None:

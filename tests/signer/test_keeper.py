@@ -401,6 +401,16 @@ async def test_watermark_is_durable_before_the_token_is_returned(rig: Rig) -> No
     assert (await rig.records())[0].exp_watermark == T0 + MAX_TTL
 
 
+async def test_claims_that_cannot_be_encoded_leave_the_watermark_alone(rig: Rig) -> None:
+    """The body parser refuses such claims; should any get past it, the token fails before
+    the watermark is raised for a token that never leaves."""
+    active = (await rig.records())[0]
+    unencodable = JwtRequest(claims={"x": float("inf")}, ttl=None, typ="JWT")
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        await rig.service.sign_jwt(rig.ring, unencodable, actor="test")
+    assert (await rig.store.get_key(active.kid)).exp_watermark is None  # type: ignore[union-attr]
+
+
 async def test_jwks_max_age_never_passes_the_next_key_set_change(rig: Rig) -> None:
     view = rig.service.view(rig.ring)
     assert view.cache_max_age(T0) == 60  # jwks_max_age
