@@ -11,6 +11,7 @@ from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.auth import Authenticator, Principal
 from signer.codesign.shell import CodeSigning
+from signer.errors import Unauthenticated
 from signer.keeper import Keeper
 from signer.metrics import Metrics
 from signer.ratelimit import RateLimiter
@@ -55,9 +56,16 @@ def principal_name(request: web.Request) -> str:
 
 
 def principal_of(request: web.Request) -> Principal:
-    """Authenticate the caller and spend one request of its rate limit."""
+    """Authenticate the caller and spend one request of its rate limit.
+
+    Two ``Authorization`` headers are refused: a proxy that reads the last one would take the
+    caller for someone other than the signer does (which reads the first).
+    """
+    authorization = request.headers.getall("Authorization", None)
+    if authorization is not None and len(authorization) > 1:
+        raise Unauthenticated("send one Authorization header, not several")
     principal = request.app[AUTH].authenticate(
-        request.headers.get("Authorization"), cert_subject=client_cert_subject(request)
+        authorization[0] if authorization else None, cert_subject=client_cert_subject(request)
     )
     request[PRINCIPAL] = principal.name
     request.app[LIMITER].check(principal.name)

@@ -15,9 +15,11 @@ import re
 import secrets
 import time
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # used with fullmatch: no trailing newline
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as is.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -45,7 +47,7 @@ _ids = _RequestIds()
 
 def new_request_id(offered: str | None) -> str:
     """The caller's id if it is a plain token, else a fresh one unique to this process."""
-    if offered is not None and _ACCEPTED_ID.match(offered):
+    if offered is not None and _ACCEPTED_ID.fullmatch(offered):
         return offered
     return _ids.next()
 
@@ -76,9 +78,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class MalformedRequests(logging.Filter):
+    """Log a request aiohttp's HTTP parser refused without the parser's message.
+
+    That message quotes the offending bytes, such as a whole ``Authorization: Bearer …`` line
+    with one bad character in it, and aiohttp logs it as an error with a traceback: a token
+    would reach the log. A malformed request is the client's fault, so it is logged as a
+    warning naming only the kind of fault.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a record whose exception is an HTTP parse error; pass every record."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s, status %s)"
+            record.args = (type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(level: str, *, json_lines: bool) -> None:
     """Send logs to standard error, as JSON lines or as text."""
     handler = logging.StreamHandler()
+    handler.addFilter(MalformedRequests())
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:

@@ -19,7 +19,7 @@ RESERVED_CLAIMS = ("iat", "exp")
 MAX_BATCH = 100
 DEFAULT_TYP = "JWT"
 # RFC 7515 §4.1.9: a media type; we accept the short forms IdPs use ("JWT", "at+jwt", ...).
-_TYP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+/-]{0,63}$")
+_TYP = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+/-]{0,63}")  # used with fullmatch: "$" lets "\n" by
 _FIELDS = frozenset({"claims", "ttl", "typ"})
 
 
@@ -64,7 +64,7 @@ class JwtRequest:
                     field="ttl",
                 )
         typ = body.get("typ", DEFAULT_TYP)
-        if not isinstance(typ, str) or not _TYP.match(typ):
+        if not isinstance(typ, str) or not _TYP.fullmatch(typ):
             raise InvalidField("'typ' must be a short media type such as 'JWT'", field="typ")
         return cls(claims=claims, ttl=ttl, typ=typ)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 
 import pytest
 
@@ -38,6 +40,7 @@ def assert_problem(response: object, status: int, code: str, field: str | None =
         ({"claims": {}, "ttl": 3601}, "invalid_field", "ttl"),
         ({"claims": {}, "ttl": -1}, "invalid_field", "ttl"),
         ({"claims": "sub=a"}, "invalid_field", "claims"),
+        ({"claims": {}, "typ": "JWT\n"}, "invalid_field", "typ"),
         ({"claims": {}, "alg": "none"}, "unknown_field", "alg"),
         ([], "malformed_json", None),
     ],
@@ -183,6 +186,49 @@ def test_tokens_never_reach_the_log(signer: SignerProcess) -> None:
     log = signer.log()
     assert "sgn_leak-canary" not in log
     assert signer.setup.tokens["issuer"] not in log
+
+
+def raw_request(signer: SignerProcess, head: bytes) -> bytes:
+    """Send ``head`` (a request without a body) as bytes, as no HTTP client would; the answer."""
+    host, port = signer.setup.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_malformed_header_never_puts_its_token_in_the_log(signer: SignerProcess) -> None:
+    """aiohttp's parser refuses a header with a control character and quotes the line it
+    refused; the signer's log keeps only the kind of fault."""
+    canary = "sgn_malformed-header-canary"
+    answer = raw_request(
+        signer,
+        b"GET /v1/rings HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {canary}".encode()
+        + b"\x01\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.split(b" ", 2)[1] == b"400"
+    log = signer.log()
+    assert canary not in log
+    assert "refused a malformed HTTP request (BadHttpMessage, status 400)" in log
+
+
+def test_two_authorization_headers_are_refused(signer: SignerProcess) -> None:
+    """A proxy reading the last header and the signer reading the first would disagree on
+    who calls."""
+    tokens = signer.setup.tokens
+    answer = raw_request(
+        signer,
+        b"GET /v1/rings HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {tokens['issuer']}\r\n".encode()
+        + f"Authorization: Bearer {tokens['admin']}\r\n".encode()
+        + b"Connection: close\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401")
+    assert json.loads(body)["detail"] == "send one Authorization header, not several"
 
 
 def test_jwks_has_strong_etag_and_bounded_cache_control(signer: SignerProcess) -> None:
