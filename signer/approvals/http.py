@@ -73,19 +73,22 @@ async def _vote(request: web.Request, decision: Decision) -> web.Response:
     """Vote as the caller. A signing request's approval is voted on through the code-signing
     shell, so this route asks what its own route asks (``sign:approve:<profile>``)."""
     principal = principal_of(request)
-    comment = await read_comment(request)
-    approval = await request.app[APPROVALS].get(request.match_info["id"])
+    approvals = request.app[APPROVALS]
+    approval = await approvals.get(request.match_info["id"])
     if approval.operation == SIGNING_OPERATION:
+        codesign = request.app[CODESIGN]
         try:
-            _, voted = await request.app[CODESIGN].vote(
-                approval.target, principal, decision, comment
-            )
+            await codesign.check_voter(approval.target, principal)  # 404/403 before the body
+            comment = await read_comment(request)
+            _, voted = await codesign.vote(approval.target, principal, decision, comment)
         except UnknownSigningRequest:
             raise UnknownApproval(f"no approval {approval.id!r}") from None
         if voted is None:  # the request lost its approval: not one this route can show
             raise UnknownApproval(f"no approval {approval.id!r}")
         return json_response(approval_json(voted))
-    approval = await request.app[APPROVALS].vote(
+    approvals.check_voter(approval, principal.name)  # 403 before the body
+    comment = await read_comment(request)
+    approval = await approvals.vote(
         approval.id, approver=principal.name, decision=decision, comment=comment
     )
     return json_response(approval_json(approval))

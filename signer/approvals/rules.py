@@ -298,6 +298,16 @@ def _check_comment(vote: Vote) -> None:
         raise InvalidComment("a deny needs a comment giving the reason", field="comment")
 
 
+def check_voter(request: ApprovalRequest, approver: str) -> None:
+    """``SelfApproval`` or ``NotAnApprover`` unless ``approver`` may vote on ``request``."""
+    if approver == request.requester:
+        raise SelfApproval(f"{approver!r} requested {request.id} and may not vote on it")
+    if approver not in request.policy.members:
+        raise NotAnApprover(
+            f"{approver!r} is not in {request.policy.group!r}, which approves {request.operation}"
+        )
+
+
 def vote(request: ApprovalRequest, vote: Vote, now: int) -> VoteResult:
     """Apply ``vote`` at ``now``, or raise why it is refused.
 
@@ -308,12 +318,7 @@ def vote(request: ApprovalRequest, vote: Vote, now: int) -> VoteResult:
     decided request is ``AlreadyDecided``, and the opposite decision is ``VoteChanged``.
     """
     approver = vote.approver
-    if approver == request.requester:
-        raise SelfApproval(f"{approver!r} requested {request.id} and may not vote on it")
-    if approver not in request.policy.members:
-        raise NotAnApprover(
-            f"{approver!r} is not in {request.policy.group!r}, which approves {request.operation}"
-        )
+    check_voter(request, approver)
     _check_comment(vote)
     if _is_expired(request, now):
         raise ApprovalExpired(

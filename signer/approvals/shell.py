@@ -179,7 +179,7 @@ class Approvals:
             request = await self.get(approval_id)
             cast = Vote(approver=approver, decision=decision, comment=comment, at=self._now())
             try:
-                self._check_still_member(request, approver)
+                self.check_voter(request, approver)
                 result = rules.vote(request, cast, self._now())
             except SignerError as refused:
                 await self._audit.record(
@@ -216,14 +216,11 @@ class Approvals:
             return result.request
         raise Conflict(f"approval {approval_id} is changing too fast; try again")
 
-    def _check_still_member(self, request: ApprovalRequest, approver: str) -> None:
-        """``NotAnApprover`` if ``approver`` has left the request's group since it was opened
-        (the requester's own vote is refused by the rules, as self-approval)."""
-        if self._members is None or approver == request.requester:
-            return
-        if approver in request.policy.members and approver not in self._members(
-            request.policy.group
-        ):
+    def check_voter(self, request: ApprovalRequest, approver: str) -> None:
+        """``SelfApproval`` or ``NotAnApprover`` unless ``approver`` may vote on ``request``:
+        a member of its group when it was opened and, with ``members``, still one now."""
+        rules.check_voter(request, approver)
+        if self._members is not None and approver not in self._members(request.policy.group):
             raise NotAnApprover(
                 f"{approver!r} is no longer in {request.policy.group!r}, which approves "
                 f"{request.operation}"

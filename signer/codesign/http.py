@@ -34,7 +34,7 @@ from signer.codesign.records import (
     UnknownSigningRequest,
     subjects_json,
 )
-from signer.codesign.requests import parse_request
+from signer.codesign.requests import check_any_requester, parse_request
 from signer.codesign.shell import visible
 from signer.context import CODESIGN, SERVICE, SETTINGS, json_response, principal_of
 from signer.errors import InvalidField, UnknownKey
@@ -93,6 +93,9 @@ def request_view(record: SigningRequest, approval: ApprovalRequest | None) -> Si
 async def create_request(request: web.Request) -> web.Response:
     """POST /v1/signing-requests."""
     principal = principal_of(request)
+    # Which profile is asked for is in the body; a principal that may request on none is
+    # refused (403, audited) before the body is read, as the contract orders its checks.
+    check_any_requester(principal, request.app[SETTINGS].profiles)
     body = await read_json(request, max_bytes=request.app[SETTINGS].server.max_body_bytes)
     record, approval = await request.app[CODESIGN].create(principal, parse_request(body))
     return json_response(request_view(record, approval), status=201)
@@ -127,8 +130,9 @@ async def get_request(request: web.Request) -> web.Response:
 
 async def _vote(request: web.Request, decision: Decision) -> web.Response:
     principal = principal_of(request)
-    comment = await read_comment(request)
     codesign = request.app[CODESIGN]
+    await codesign.check_voter(request.match_info["id"], principal)  # 404/403 before the body
+    comment = await read_comment(request)
     record, approval = await codesign.vote(request.match_info["id"], principal, decision, comment)
     return json_response(request_view(record, approval))
 

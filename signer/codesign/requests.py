@@ -22,7 +22,7 @@ Profile rules (docs/codesign.md):
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final
@@ -226,6 +226,16 @@ def check_requester(
     if principal.name not in profile.requesters:
         raise Forbidden(f"{principal.name!r} is not a requester of profile {profile.name!r}")
     return profile
+
+
+def check_any_requester(principal: Principal, profiles: Sequence[ProfileSettings]) -> None:
+    """``Forbidden`` unless ``principal`` may request on some profile (``check_requester``
+    decides for the one it names)."""
+    if not any(
+        principal.name in p.requesters and principal.allows(f"sign:request:{p.name}")
+        for p in profiles
+    ):
+        raise Forbidden(f"principal {principal.name!r} may not request signatures on any profile")
 
 
 def subject_allowed(name: str, patterns: tuple[str, ...]) -> bool:

@@ -181,6 +181,23 @@ class CodeSigning:
         found = [await self._current(r) for r in await self._store.signing_requests()]
         return [pair for pair in found if state is None or pair[0].state.value == state]
 
+    async def check_voter(self, request_id: str, principal: Principal) -> None:
+        """Refuse ``principal`` as a voter on the request as ``vote`` would (404, 403), before
+        a vote's body is read: the HTTP contract checks permissions before bodies."""
+        approval = await self._approval_to_vote_on(request_id, principal)
+        self._approvals.check_voter(approval, principal.name)
+
+    async def _approval_to_vote_on(self, request_id: str, principal: Principal) -> ApprovalRequest:
+        """The request's approval: 404 for a request ``principal`` may not see, 403 without
+        ``sign:approve:<profile>``."""
+        record, approval = await self.get(request_id)
+        if not visible(principal, record, approval):
+            raise UnknownSigningRequest(f"no signing request {request_id!r}")
+        require(principal, f"sign:approve:{record.profile}")
+        if approval is None:
+            raise UnknownApproval(f"signing request {record.id} has no approval")
+        return approval
+
     async def vote(
         self, request_id: str, principal: Principal, decision: Decision, comment: str
     ) -> tuple[SigningRequest, ApprovalRequest | None]:
@@ -188,12 +205,7 @@ class CodeSigning:
 
         A request the principal may not see is answered as a missing one (404), never 403.
         """
-        record, approval = await self.get(request_id)
-        if not visible(principal, record, approval):
-            raise UnknownSigningRequest(f"no signing request {request_id!r}")
-        require(principal, f"sign:approve:{record.profile}")
-        if approval is None:
-            raise UnknownApproval(f"signing request {record.id} has no approval")
+        approval = await self._approval_to_vote_on(request_id, principal)
         await self._approvals.vote(
             approval.id, approver=principal.name, decision=decision, comment=comment
         )

@@ -102,6 +102,21 @@ def test_requester_and_outsiders_cannot_vote(custodians: SignerProcess) -> None:
         assert (status, body["code"]) == (403, code)
 
 
+def test_an_outsider_is_refused_before_its_body_is_read(custodians: SignerProcess) -> None:
+    """Permission before media type and JSON (docs/api.md): a bad body from someone who may
+    not vote is the same audited 403."""
+    approval_id = request_destroy(custodians, revoked_standby(custodians))
+    for raw, content_type in ((b"[]", "application/json"), (b"ok", "text/plain")):
+        response = custodians.request(
+            "POST",
+            f"/v1/approvals/{approval_id}/approve",
+            raw=raw,
+            token=custodians.setup.tokens["issuer"],
+            headers={"Content-Type": content_type},
+        )
+        assert (response.status, response.json()["code"]) == (403, "not_an_approver")
+
+
 def test_deny_wins_and_the_key_stays(custodians: SignerProcess) -> None:
     kid = revoked_standby(custodians)
     approval_id = request_destroy(custodians, kid)

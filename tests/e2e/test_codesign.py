@@ -319,6 +319,40 @@ def test_a_principal_outside_the_requesters_gets_403(signer: SignerProcess) -> N
     assert {r["actor"] for r in denials} >= {"outsider", "approver1", "issuer"}
 
 
+def test_who_may_not_request_or_vote_is_refused_before_the_body_is_read(
+    signer: SignerProcess,
+) -> None:
+    """Permission before media type and JSON (docs/api.md): each refusal is an audited 403,
+    whatever the body."""
+    before = len(audit_records(signer))
+    issuer = token(signer, "issuer")
+    for raw, content_type in ((b'{"profile": "release"}', "application/json"), (b"x", "text/x")):
+        response = signer.request(
+            "POST",
+            "/v1/signing-requests",
+            raw=raw,
+            token=issuer,
+            headers={"Content-Type": content_type},
+        )
+        assert (response.status, response.json()["code"]) == (403, "forbidden")
+    subjects = [{"name": "acme-13.tar.gz", "digest": {"sha256": sha256(b"13")}}]
+    request_id = create(signer, kind="blob", subjects=subjects)["id"]
+    response = signer.request(
+        "POST",
+        f"/v1/signing-requests/{request_id}/approve",
+        raw=b"[]",
+        token=token(signer, "ci"),
+        headers={"Content-Type": "application/json"},
+    )
+    assert (response.status, response.json()["code"]) == (403, "forbidden")
+    denied = [
+        (r["actor"], r["details"]["code"])
+        for r in audit_records(signer)[before:]
+        if r["action"] == "authz.deny"
+    ]
+    assert denied == [("issuer", "forbidden"), ("issuer", "forbidden"), ("ci", "forbidden")]
+
+
 def test_a_subject_outside_the_patterns_is_a_422_naming_it(signer: SignerProcess) -> None:
     status, problem = submit(
         signer,
