@@ -108,7 +108,7 @@ async def rotate_ring(request: web.Request) -> web.Response:
     accepted = await request.app[KEEPER].rotate(
         ring,
         immediate=options.get("immediate", False),
-        reason=options.get("reason", ""),
+        reason=_optional_reason(options),
         actor=principal.name,
     )
     return json_response(
@@ -186,6 +186,11 @@ async def destroy_key(request: web.Request) -> web.Response:
 async def reinstate_key(request: web.Request) -> web.Response:
     """POST /v1/keys/{kid}/reinstate: back a revoked or retired key out, with quorum."""
     return await _key_operation(request, "key.reinstate")
+
+
+def _optional_reason(options: dict[str, Any]) -> str:
+    """A rotation's reason: optional, but held to the same length as a required one."""
+    return _reason(options) if str(options.get("reason", "")).strip() else ""
 
 
 def _reason(options: dict[str, Any]) -> str:

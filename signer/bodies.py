@@ -146,9 +146,13 @@ def parse_json(raw: bytes) -> Any:
 
 async def read_json(request: web.Request, *, max_bytes: int) -> Any:
     """Read the request's JSON body within ``max_bytes``."""
-    if request.content_type not in JSON_TYPES:
+    if request.content_type not in JSON_TYPES or "Content-Type" not in request.headers:
+        # aiohttp reads a missing header as application/octet-stream; say what was sent.
+        sent = request.headers.get("Content-Type", "none")
+        raise UnsupportedMediaType(f"expected Content-Type application/json, got {sent!r}")
+    if (request.charset or "utf-8").lower() != "utf-8":
         raise UnsupportedMediaType(
-            f"expected Content-Type application/json, got {request.content_type or 'none'!r}"
+            f"expected a JSON body in UTF-8 (RFC 8259 §8.1), got charset {request.charset!r}"
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")

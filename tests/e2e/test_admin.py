@@ -81,6 +81,17 @@ def test_immediate_rotation_is_refused_unless_allowed(own_signer: SignerProcess)
     assert response.json()["field"] == "immediate"
 
 
+def test_a_rotation_reason_is_held_to_the_revocation_limit(own_signer: SignerProcess) -> None:
+    response = own_signer.request(
+        "POST",
+        "/v1/rings/default/rotate",
+        body={"reason": "x" * 501},
+        token=own_signer.setup.tokens["admin"],
+    )
+    assert response.status == 400
+    assert response.json()["field"] == "reason"
+
+
 def test_revoke_cuts_the_key_off_at_once(own_signer: SignerProcess) -> None:
     admin = own_signer.setup.tokens["admin"]
     old = sign(own_signer)

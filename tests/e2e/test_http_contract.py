@@ -109,15 +109,49 @@ def test_oversized_body_gets_413(signer: SignerProcess) -> None:
     assert_problem(response, 413, "body_too_large")
 
 
-def test_wrong_content_type_gets_415(signer: SignerProcess) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "detail"),
+    [
+        ("text/plain", "got 'text/plain'"),
+        ("application/json; charset=iso-8859-1", "charset 'iso-8859-1'"),
+    ],
+    ids=["other-type", "other-charset"],
+)
+def test_wrong_content_type_gets_415(signer: SignerProcess, content_type: str, detail: str) -> None:
     response = signer.request(
         "POST",
         SIGN,
         raw=b'{"claims": {}}',
         token=signer.setup.tokens["issuer"],
-        headers={"Content-Type": "text/plain"},
+        headers={"Content-Type": content_type},
     )
     assert_problem(response, 415, "unsupported_media_type")
+    assert detail in response.json()["detail"]
+
+
+def test_a_body_without_a_content_type_gets_415_saying_so(signer: SignerProcess) -> None:
+    body = b'{"claims": {}}'
+    answer = raw_request(
+        signer,
+        f"POST {SIGN} HTTP/1.1\r\nHost: x\r\n".encode()
+        + f"Authorization: Bearer {signer.setup.tokens['issuer']}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
+    head, _, problem = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"415"
+    assert json.loads(problem)["detail"].endswith("got 'none'")
+
+
+def test_json_in_utf8_with_its_charset_named_is_accepted(signer: SignerProcess) -> None:
+    response = signer.request(
+        "POST",
+        SIGN,
+        raw=b'{"claims": {}}',
+        token=signer.setup.tokens["issuer"],
+        headers={"Content-Type": "application/json; charset=UTF-8"},
+    )
+    assert response.status == 200, response.body
 
 
 def test_unknown_ring_gets_404(signer: SignerProcess) -> None:
