@@ -198,7 +198,11 @@ async def _stored_audit(settings: Settings, after: int) -> tuple[list[str], list
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.file:
-        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        # JSON Lines end at "\n" only: str.splitlines() also breaks at U+2028, U+0085 and
+        # other characters a record holds unescaped (a request path in an authz.deny, say).
+        lines = Path(args.file).read_text(encoding="utf-8").split("\n")
+        if lines and not lines[-1]:
+            lines.pop()
         keys: list[Jwk] = []
         if args.keys:
             keys = json.loads(Path(args.keys).read_text(encoding="utf-8"))["keys"]

@@ -21,7 +21,10 @@ Then every record from the start of the input to N (``last_signed_seq``) is as t
 wrote it: changing any of them changes hash N, or breaks the chain, or the signature.
 
 Not covered: records after the last checkpoint's N are only chained, so whoever can write the log
-can change, append or drop them unnoticed until the next checkpoint; and cutting the log back to
+can change, append or drop them. The service does not sign its next checkpoint over such a change
+to any record up to the last one it committed itself: before signing it reads that record back
+and compares its hash with the one it wrote (``AuditWriter``), and if they differ it logs an error
+and signs nothing more, so the change shows as checkpoints that stop. Cutting the log back to
 before a checkpoint shows only against a checkpoint known from elsewhere (the service's latest).
 """
 

@@ -96,6 +96,7 @@ class AuditWriter:
         self._signed_at = 0.0
         self._head: AuditRecord | None = None
         self._committed: list[AuditRecord] = []  # our batches since the last catch-up
+        self._own_head: AuditRecord | None = None  # the last record committed here
         self._elsewhere = False  # notify()'d of records committed by others since then
         # One catch-up at a time: the writer's loop and checkpoint() must not both stream the
         # same records, nor one return before the other has noted the head.
@@ -122,7 +123,7 @@ class AuditWriter:
         self._head = head
         self._streamed = head.seq if head is not None else 0
         if self._sink_path is not None:
-            self._streamed = min(self._streamed, _last_seq_in(self._sink_path))
+            self._streamed = min(self._streamed, _resume_sink(self._sink_path))
         checkpoint = await self._store.audit_last(action=CHECKPOINT_ACTION)
         signed = None if checkpoint is None else checkpoint.details.get("seq")
         self._signed_seq = signed if isinstance(signed, int) else 0
@@ -144,9 +145,9 @@ class AuditWriter:
         if self._task is None or self._task.done():
             raise StoreUnavailable("the audit writer is not running")
         ticket: Ticket[AuditRecord] = Ticket(asyncio.get_running_loop(), len(items))
-        self._queue.extend(
-            (self.make(**fields), ticket, index) for index, fields in enumerate(items)
-        )
+        # Every entry made before any is queued: one refused item queues none of its siblings.
+        entries = [(self.make(**fields), ticket, index) for index, fields in enumerate(items)]
+        self._queue.extend(entries)
         self._wake.set()
         return await ticket.done
 
@@ -166,6 +167,17 @@ class AuditWriter:
         self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._commit_forever()
+        finally:
+            # Stopped, cancelled or broken by a bug: nobody may wait for a commit that never
+            # comes (a caller would hold its token, or its request, for ever).
+            error = StoreUnavailable("the audit writer stopped; nothing was committed")
+            for _, ticket, _ in self._queue:
+                ticket.fail(error)
+            self._queue = []
+
+    async def _commit_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -173,19 +185,28 @@ class AuditWriter:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._commit(batch)
             try:
-                if self._publishing():
-                    if not self._was_publishing and self._sink_path is not None:
-                        # Another worker streamed until now: resume after what it wrote.
-                        self._streamed = _last_seq_in(self._sink_path)
-                    await self._catch_up()
-                    await self._maybe_checkpoint()
-                else:
-                    self._committed.clear()  # the leader streams; nothing to hold on to
-                self._was_publishing = self._publishing()
+                await self._publish()
             except SignerError as exc:
                 log.warning("audit sink or checkpoint failed: %s", exc.code)
+            except Exception:  # a full disk under the sink, a bad stored row: keep committing
+                log.exception("audit sink or checkpoint failed")
             if self._stopping and not self._queue:
                 return
+
+    async def _publish(self) -> None:
+        """Stream to the sink and checkpoint, as the publishing worker; else drop what only
+        the publisher needs."""
+        if not self._publishing():
+            self._committed.clear()  # the leader streams; nothing to hold on to
+            self._elsewhere = False
+            self._was_publishing = False
+            return
+        if not self._was_publishing and self._sink_path is not None:
+            # Another worker streamed until now: resume after what it wrote.
+            self._streamed = _resume_sink(self._sink_path)
+        self._was_publishing = True
+        await self._catch_up()
+        await self._maybe_checkpoint()
 
     async def _commit(self, batch: list[tuple[AuditEntry, Ticket[AuditRecord], int]]) -> None:
         start = time.perf_counter()
@@ -198,7 +219,13 @@ class AuditWriter:
             for _, ticket, _ in batch:
                 ticket.fail(error)
             return
+        except BaseException:  # cancelled mid-commit: whether it landed is unknown, so no
+            interrupted = StoreUnavailable("the audit commit was interrupted")
+            for _, ticket, _ in batch:  # caller may act on it (a token would go unaudited)
+                ticket.fail(interrupted)
+            raise
         self._committed.extend(records)
+        self._own_head = records[-1]
         for (_, ticket, index), record in zip(batch, records, strict=True):
             ticket.answer(index, record)
 
@@ -247,7 +274,10 @@ class AuditWriter:
         await self._sign_head(head)
 
     async def checkpoint(self) -> AuditRecord | None:
-        """Sign the current chain head now (``signer audit checkpoint``, shutdown)."""
+        """Sign the current chain head now (``signer audit checkpoint``, shutdown); only as
+        the publishing worker (another one streaming too would duplicate the sink)."""
+        if not self._publishing():
+            return None
         await self._catch_up()
         if self._head is None or self._head.seq <= self._signed_seq:
             return None
@@ -255,6 +285,8 @@ class AuditWriter:
 
     async def _sign_head(self, head: AuditRecord) -> AuditRecord | None:
         if self._sign is None or self._kid is None:
+            return None
+        if not await self._own_head_intact():
             return None
         now = format_time(self._clock())
         signature = await self._sign(checkpoint_payload(head, kid=self._kid, time=now))
@@ -266,19 +298,64 @@ class AuditWriter:
         self._wake.set()
         return record
 
+    async def _own_head_intact(self) -> bool:
+        """Whether the last record this writer committed is still stored as it wrote it.
+
+        A checkpoint signs the stored chain's head. Whoever can write the store can rewrite
+        unsigned records and recompute their hashes; the next checkpoint would then sign the
+        rewrite. Every hash covers all records before it, so a rewrite of any record up to the
+        last one written here changes that one's stored hash: then refuse to sign, and say so.
+        """
+        own = self._own_head
+        if own is None:
+            return True
+        stored = await self._store.audit_records(after=own.seq - 1, limit=1)
+        if stored and stored[0].hash == own.hash:
+            return True
+        log.error(
+            "the audit log was changed after record %d was written; no checkpoint will be "
+            "signed over it (run signer audit verify)",
+            own.seq,
+        )
+        return False
+
 
 SINK_TAIL_BYTES = 1 << 16  # far more than one record
 
 
+def _resume_sink(path: Path) -> int:
+    """The seq of the last complete record in the sink, after ending a line a crash cut short
+    (so the next record starts a line of its own rather than joining the broken one)."""
+    if not path.exists():
+        return 0
+    with path.open("rb+") as handle:
+        size = handle.seek(0, 2)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    return _last_seq_in(path)
+
+
 def _last_seq_in(path: Path) -> int:
-    """The seq of the last complete record in a sink file (0 for a new or empty file)."""
+    """The seq of the last complete record in a sink file (0 for a new or empty file).
+
+    Read from the end, a tail at a time, growing until a whole record is found: one record can
+    be longer than the first tail read.
+    """
     if not path.exists():
         return 0
     with path.open("rb") as handle:
         size = handle.seek(0, 2)
-        handle.seek(max(0, size - SINK_TAIL_BYTES))
-        lines = handle.read().splitlines()
-    for line in reversed(lines):
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            return int(json.loads(line)["seq"])
-    return 0
+        tail = SINK_TAIL_BYTES
+        while True:
+            handle.seek(max(0, size - tail))
+            lines = handle.read().split(b"\n")
+            if tail < size:
+                lines = lines[1:]  # the first may start mid-record
+            for line in reversed(lines):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    return int(json.loads(line)["seq"])
+            if tail >= size:
+                return 0
+            tail *= 4
