@@ -245,3 +245,19 @@ async def test_no_checkpoint_signs_over_a_record_changed_after_it_was_written(
     await writer.aclose()
     await store.aclose()
     assert CHECKPOINT_ACTION not in actions
+
+
+async def test_a_call_with_one_bad_item_queues_none_of_its_items(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    writer = AuditWriter(store, clock=MovingClock(T0))
+    await writer.start()
+    bad: list[dict[str, object]] = [
+        *items(1),
+        {"actor": "x", "action": "jwt.sign", "target": "t", "details": {1.5}},
+    ]
+    with pytest.raises((TypeError, ValueError)):
+        await writer.record_many(bad)
+    (record,) = await writer.record_many(items(1, 5))
+    await writer.aclose()
+    await store.aclose()
+    assert record.seq == 1  # the good item of the refused call was never committed
