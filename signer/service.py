@@ -208,27 +208,28 @@ class SignerService:
     ) -> list[SignedJwt]:
         """Sign each request's claims with the ring's active key, all with the same key.
 
-        A rotation or revocation can land while a request is in flight. The store refuses to
-        raise the watermark of a key that is no longer active, and a key revoked meanwhile is
-        caught after signing; either way the requests wait for the new view and sign again,
-        so no token signed after a revocation carries the revoked kid.
+        A rotation or revocation can land while a request is in flight, in this process or
+        another (whose change this one's view may not show yet). The store refuses to raise
+        the watermark of a key that is no longer active, and the audit records commit only
+        while the signing key is active, in the commit's own transaction; either way the
+        requests wait for the new view and sign again. A token leaves only after its record
+        commits, so no token returned after a revocation carries the revoked kid.
         """
         if ring in self._artifact_rings:
             raise ArtifactRing(f"ring {ring!r} signs artifacts, not JWTs")
         for _ in range(SIGN_ATTEMPTS):
             view = self.view(ring)
             key = view.signing
-            if key is None:
+            if key is None or key.record.kid in self._revoked:
                 await self._view_change(ring, view)
                 continue
             try:
                 signed = await self._sign_with(key, view.policy, requests)
+                await self._audit_signatures(ring, actor, signed, requests)
             except KeyNotActive:
                 await self._view_change(ring, view)
                 continue
-            if key.record.kid not in self._revoked:
-                await self._audit_signatures(ring, actor, signed, requests)
-                return signed
+            return signed
         raise KeyNotActive(f"ring {ring!r} has no key that may sign right now")
 
     async def _audit_signatures(
@@ -251,7 +252,7 @@ class SignerService:
             items.append(
                 {"actor": actor, "action": "jwt.sign", "target": target, "details": details}
             )
-        await self.audit.record_many(items)
+        await self.audit.record_many(items, active=signed[0].kid)
 
     async def audit_key(self, *, create: bool) -> KeyRecord | None:
         """The HSM key that signs audit checkpoints; generated (and audited) if ``create``."""

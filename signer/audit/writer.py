@@ -18,8 +18,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from jwks.thumbprint import KeyId
 from signer.audit.chain import (
     CHECKPOINT_ACTION,
     AuditEntry,
@@ -28,8 +29,8 @@ from signer.audit.chain import (
     checkpoint_payload,
     format_time,
 )
-from signer.errors import SignerError, StoreUnavailable
-from signer.store.base import StateStore
+from signer.errors import KeyNotActive, SignerError, StoreUnavailable
+from signer.store.base import KeysNotActive, StateStore
 from signer.tickets import Ticket
 
 log = logging.getLogger("signer.audit")
@@ -61,6 +62,15 @@ def entry(
     )
 
 
+class _Queued(NamedTuple):
+    """An entry waiting for its commit, and where its record goes."""
+
+    entry: AuditEntry
+    ticket: Ticket[AuditRecord]
+    place: int  # its index in the ticket
+    active: KeyId | None  # the key that must still be active when it commits
+
+
 class AuditWriter:
     """Queues entries, commits them in batches, streams and checkpoints what is committed."""
 
@@ -87,8 +97,9 @@ class AuditWriter:
         self._sign = checkpoint_sign
         self._every = checkpoint_every
         self._seconds = checkpoint_seconds
-        # Each entry with its caller's ticket and its place in it (``signer.tickets``).
-        self._queue: list[tuple[AuditEntry, Ticket[AuditRecord], int]] = []
+        # Each entry with its caller's ticket, its place in it (``signer.tickets``) and the key
+        # that must still be active when it commits, if any.
+        self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._streamed = 0  # last seq written to the sink
@@ -140,13 +151,23 @@ class AuditWriter:
         (record,) = await self.record_many([fields])
         return record
 
-    async def record_many(self, items: Sequence[Mapping[str, Any]]) -> list[AuditRecord]:
-        """Append one entry per item of fields, in order; return once all are durable."""
+    async def record_many(
+        self, items: Sequence[Mapping[str, Any]], *, active: KeyId | None = None
+    ) -> list[AuditRecord]:
+        """Append one entry per item of fields, in order; return once all are durable.
+
+        ``active``: the key that signed what these entries record. They commit only while it
+        is active, checked in the commit's own transaction; if it no longer is (revoked or
+        rotated out, by any process), ``KeyNotActive`` and nothing of this call is committed.
+        """
         if self._task is None or self._task.done():
             raise StoreUnavailable("the audit writer is not running")
         ticket: Ticket[AuditRecord] = Ticket(asyncio.get_running_loop(), len(items))
         # Every entry made before any is queued: one refused item queues none of its siblings.
-        entries = [(self.make(**fields), ticket, index) for index, fields in enumerate(items)]
+        entries = [
+            _Queued(self.make(**fields), ticket, index, active)
+            for index, fields in enumerate(items)
+        ]
         self._queue.extend(entries)
         self._wake.set()
         return await ticket.done
@@ -173,8 +194,8 @@ class AuditWriter:
             # Stopped, cancelled or broken by a bug: nobody may wait for a commit that never
             # comes (a caller would hold its token, or its request, for ever).
             error = StoreUnavailable("the audit writer stopped; nothing was committed")
-            for _, ticket, _ in self._queue:
-                ticket.fail(error)
+            for queued in self._queue:
+                queued.ticket.fail(error)
             self._queue = []
 
     async def _commit_forever(self) -> None:
@@ -208,26 +229,47 @@ class AuditWriter:
         await self._catch_up()
         await self._maybe_checkpoint()
 
-    async def _commit(self, batch: list[tuple[AuditEntry, Ticket[AuditRecord], int]]) -> None:
+    async def _commit(self, batch: list[_Queued]) -> None:
+        """Commit ``batch``; if keys it requires are no longer active, fail those entries'
+        callers (``KeyNotActive``) and commit the rest."""
+        while batch:
+            inactive = await self._commit_once(batch)
+            if not inactive:
+                return
+            refused = KeyNotActive(f"key {', '.join(sorted(inactive))} is no longer active")
+            for queued in batch:
+                if queued.active in inactive:
+                    queued.ticket.fail(refused)
+            batch = [queued for queued in batch if queued.active not in inactive]
+
+    async def _commit_once(self, batch: list[_Queued]) -> frozenset[KeyId]:
+        """Commit ``batch`` and answer its callers; or the keys it required that are no longer
+        active (nothing committed)."""
         start = time.perf_counter()
+        required = {queued.active for queued in batch if queued.active is not None}
         try:
-            records = await self._store.append_audit([item for item, _, _ in batch])
+            records = await self._store.append_audit(
+                [queued.entry for queued in batch], require_active=required
+            )
             if self._on_commit is not None:
                 self._on_commit(len(records), time.perf_counter() - start)
+        except KeysNotActive as exc:
+            return exc.kids
         except Exception as exc:  # noqa: BLE001 -- every waiter must hear of the failure
             error = StoreUnavailable(f"audit records could not be committed: {exc}")
-            for _, ticket, _ in batch:
-                ticket.fail(error)
-            return
+            for queued in batch:
+                queued.ticket.fail(error)
+            return frozenset()
         except BaseException:  # cancelled mid-commit: whether it landed is unknown, so no
             interrupted = StoreUnavailable("the audit commit was interrupted")
-            for _, ticket, _ in batch:  # caller may act on it (a token would go unaudited)
-                ticket.fail(interrupted)
+            for queued in batch:  # caller may act on it (a token would go unaudited)
+                queued.ticket.fail(interrupted)
             raise
         self._committed.extend(records)
         self._own_head = records[-1]
-        for (_, ticket, index), record in zip(batch, records, strict=True):
-            ticket.answer(index, record)
+        for queued, record in zip(batch, records, strict=True):
+            queued.ticket.answer(queued.place, record)
+        return frozenset()
 
     async def _catch_up(self) -> None:
         """Stream committed records past the sink's position, and note the head."""

@@ -14,7 +14,7 @@ successor wrote: its write fails with :class:`FencedOut`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -23,7 +23,7 @@ from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
 from signer.audit.chain import AuditEntry, AuditRecord
 from signer.codesign.records import SigningRequest
-from signer.errors import Conflict
+from signer.errors import Conflict, KeyNotActive
 
 
 class StaleWrite(Conflict):
@@ -31,6 +31,18 @@ class StaleWrite(Conflict):
 
     code = "stale_write"
     title = "Concurrent change"
+
+
+class KeysNotActive(KeyNotActive):
+    """An audit commit that required keys to be active found some that are not (revoked or
+    rotated out meanwhile, perhaps by another process): nothing was committed."""
+
+    code = "keys_not_active"
+    title = "Signing key no longer active"
+
+    def __init__(self, kids: frozenset[KeyId]) -> None:
+        super().__init__(f"key {', '.join(sorted(kids))} is no longer active")
+        self.kids = kids
 
 
 class FencedOut(Conflict):
@@ -111,8 +123,16 @@ class StateStore(Protocol):
         """Set the key's ``exp_watermark`` to at least ``exp``; return the stored value."""
         ...
 
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Chain and durably commit ``entries`` in one transaction; return the records."""
+    async def append_audit(
+        self, entries: Sequence[AuditEntry], *, require_active: Collection[KeyId] = ()
+    ) -> list[AuditRecord]:
+        """Chain and durably commit ``entries`` in one transaction; return the records.
+
+        ``require_active``: keys that must still be active when the transaction commits (the
+        keys that signed the tokens these records audit); ``KeysNotActive``, naming those that
+        are not, and nothing committed otherwise. A token leaves only once its record is
+        committed, so none leaves signed by a key revoked before that, by any process.
+        """
         ...
 
     async def audit_records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:

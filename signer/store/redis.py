@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Final, TypeVar
@@ -48,7 +48,7 @@ from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.codesign.records import SigningRequest
 from signer.codesign.records import from_json as signing_request_from_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.base import Fence, FencedOut, KeysNotActive, KeyUpdate, StaleWrite
 from signer.store.redis_client import (
     MAX_CONNECTIONS,
     Connection,
@@ -87,6 +87,8 @@ from signer.store.redis_transaction import (
 )
 
 T = TypeVar("T")
+# How an active key's ``state`` field reads (``encode_record``: each attribute as JSON).
+_ACTIVE_STATE = json.dumps(KeyState.ACTIVE.value)
 
 DEFAULT_PREFIX: Final = "signer:"
 TRANSACTION_ATTEMPTS: Final = 64  # WATCH conflicts before giving up (each retry re-reads)
@@ -329,16 +331,28 @@ class RedisStore(VersionedDocuments):
             raise KeyNotActive(f"key {kid} is not active")
         return int(stored)
 
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Chain ``entries`` onto the head and commit them in one ``EXEC``; return them."""
+    async def append_audit(
+        self, entries: Sequence[AuditEntry], *, require_active: Collection[KeyId] = ()
+    ) -> list[AuditRecord]:
+        """Chain ``entries`` onto the head and commit them in one ``EXEC``; return them.
+        ``KeysNotActive`` (nothing committed) if a key of ``require_active`` is not active:
+        the keys are watched with the chain, so a revocation racing the commit aborts it."""
         if not entries:
             return []
+        kids = sorted(set(require_active))
+        watched = [self._names.key(kid) for kid in kids]
 
         async def prepare(pipe: Pipeline) -> tuple[list[AuditRecord], Queue]:
+            states = [opt_text(await pipe.hget(key, "state")) for key in watched]
+            inactive = frozenset(
+                kid for kid, state in zip(kids, states, strict=True) if state != _ACTIVE_STATE
+            )
+            if inactive:
+                raise KeysNotActive(inactive)
             chained = await self._chain(pipe, entries)
             return chained, lambda pipe: self._queue_audit(pipe, chained)
 
-        return await self._transact([self._names.audit], prepare)
+        return await self._transact([self._names.audit, *watched], prepare)
 
     async def audit_records(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         """Records with ``seq > after`` in order, at most ``limit``."""

@@ -17,7 +17,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +33,7 @@ from signer.codesign.records import SigningRequest
 from signer.codesign.records import from_json as signing_request_from_json
 from signer.codesign.records import to_json as signing_request_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite
+from signer.store.base import Fence, FencedOut, KeysNotActive, KeyUpdate, StaleWrite
 from signer.store.sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, from_row, to_row
 
 T = TypeVar("T")
@@ -275,12 +275,25 @@ class SqliteStore:
 
         return await self._run(update)
 
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Chain and commit ``entries`` in one transaction (a group commit); return them."""
+    async def append_audit(
+        self, entries: Sequence[AuditEntry], *, require_active: Collection[KeyId] = ()
+    ) -> list[AuditRecord]:
+        """Chain and commit ``entries`` in one transaction (a group commit); return them.
+        ``KeysNotActive`` (nothing committed) if a key of ``require_active`` is not active."""
+        kids = sorted(set(require_active))
 
         def append(conn: sqlite3.Connection) -> list[AuditRecord]:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                if kids:
+                    marks = ",".join("?" * len(kids))
+                    rows = conn.execute(
+                        f"SELECT kid FROM keys WHERE state = 'active' AND kid IN ({marks})",  # noqa: S608 -- placeholders only
+                        kids,
+                    ).fetchall()
+                    inactive = frozenset(kids) - {row[0] for row in rows}
+                    if inactive:
+                        raise KeysNotActive(inactive)
                 return _append_audit(conn, entries)
 
         return await self._run(append)

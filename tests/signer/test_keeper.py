@@ -480,6 +480,44 @@ async def close_rigs(*rigs: Rig) -> None:
         await made.store.aclose()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+async def test_a_follower_returns_no_token_of_a_key_revoked_elsewhere(
+    tmp_path: Path, backend: Pkcs11Backend, redis_url: str, store_kind: str
+) -> None:
+    """The leader's revocation has not reached the follower's view yet (it re-reads the store
+    every half second) and the follower's watermark needs no write this second: its audit
+    commit still refuses the revoked key, and it signs again with the new one once its view
+    catches up."""
+    if store_kind == "sqlite":
+        path = tmp_path / "state.db"
+        stores: list[StateStore] = [SqliteStore(path), SqliteStore(path)]
+    else:
+        prefix = f"keeper{secrets.token_hex(4)}:"
+        stores = [RedisStore.from_url(redis_url, prefix=prefix) for _ in (0, 1)]
+    leader, follower = await replica_pair(tmp_path, backend, stores, "f" + new_key_id()[:12])
+    try:
+        active = follower.service.view(follower.ring).signing
+        assert active is not None
+        assert await follower.sign() == active.record.kid  # the watermark for this second
+        done = await leader.keeper.revoke(active.record.kid, "compromised")
+        assert follower.service.view(follower.ring).signing == active  # not seen yet
+
+        async def catch_up() -> None:
+            await asyncio.sleep(0.2)
+            await follower.keeper.reload()
+
+        reloading = asyncio.create_task(catch_up())
+        kid = await follower.sign()
+        await reloading
+        assert kid == done.active
+        audited = [
+            r.details["kid"] for r in await follower.store.audit_records() if r.action == "jwt.sign"
+        ]
+        assert audited == [active.record.kid, done.active]  # no record of a refused token
+    finally:
+        await close_rigs(leader, follower)
+
+
 async def test_shared_keepers_elect_one_leader_with_an_epoch(
     tmp_path: Path, backend: Pkcs11Backend
 ) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
 
+from jwks.thumbprint import KeyId
 from signer.audit import writer as writer_module
 from signer.audit.chain import CHECKPOINT_ACTION, AuditEntry, AuditRecord, link
 from signer.audit.chaincheck import verify_chain
@@ -109,7 +110,9 @@ async def test_one_callers_entries_over_several_commits_come_back_in_order(
 class FailingStore(SqliteStore):
     """A real SQLite store whose audit commits fail."""
 
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    async def append_audit(
+        self, entries: Sequence[AuditEntry], *, require_active: Collection[KeyId] = ()
+    ) -> list[AuditRecord]:
         raise OSError("disk full")
 
 
@@ -149,10 +152,12 @@ async def test_callers_waiting_when_the_writer_is_cancelled_hear_of_it(tmp_path:
     committing, release = asyncio.Event(), asyncio.Event()
     append = store.append_audit
 
-    async def slow_append(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    async def slow_append(
+        entries: Sequence[AuditEntry], *, require_active: Collection[KeyId] = ()
+    ) -> list[AuditRecord]:
         committing.set()
         await release.wait()
-        return await append(entries)
+        return await append(entries, require_active=require_active)
 
     store.append_audit = slow_append  # type: ignore[method-assign]
     in_flight = asyncio.create_task(writer.record_many(items(1)))

@@ -17,7 +17,14 @@ from signer.approvals.rules import Decision, Vote, vote
 from signer.audit.chain import AuditEntry
 from signer.audit.chaincheck import verify_chain
 from signer.errors import KeyNotActive
-from signer.store.base import Fence, FencedOut, KeyUpdate, StaleWrite, StateStore
+from signer.store.base import (
+    Fence,
+    FencedOut,
+    KeysNotActive,
+    KeyUpdate,
+    StaleWrite,
+    StateStore,
+)
 from signer.store.sqlite import SqliteStore
 from tests.signer.store.conftest import Reopen, approval_request
 
@@ -151,6 +158,25 @@ def audit_entry(action: str, n: int = 0) -> AuditEntry:
         outcome="success",
         details={"n": n},
     )
+
+
+async def test_audit_commits_only_while_the_keys_it_requires_are_active(
+    store: StateStore,
+) -> None:
+    """The records of tokens signed by a key revoked meanwhile (by any process) never commit."""
+    await store.insert_key(record("k1"))
+    await store.insert_key(record("k2", ring="r2"))
+    committed = await store.append_audit([audit_entry("jwt.sign", 1)], require_active=[KeyId("k1")])
+    assert [r.seq for r in committed] == [1]
+    revoked = record("k1").with_state(KeyState.REVOKED, 200, revoke_reason="x")
+    await store.update_keys([KeyUpdate(record=revoked, expected=KeyState.ACTIVE)])
+    with pytest.raises(KeysNotActive) as refused:
+        await store.append_audit(
+            [audit_entry("jwt.sign", 2), audit_entry("jwt.sign", 3)],
+            require_active=[KeyId("k1"), KeyId("k2"), KeyId("missing")],
+        )
+    assert refused.value.kids == {"k1", "missing"}
+    assert [r.seq for r in await store.audit_records()] == [1]
 
 
 async def test_audit_appends_chain_in_order_across_writes(store: StateStore) -> None:
