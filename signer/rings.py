@@ -17,8 +17,14 @@ from jwks.records import KeyRecord, KeyState
 from signer.hsm.base import KeyRef
 from signer.settings import RingPolicy
 
-# Seconds a cache may serve a stale JWKS while it revalidates (RFC 5861), at most max-age.
+# Seconds a cache may serve a stale JWKS while it revalidates (RFC 5861): at most 30, and at
+# most half of the time the document may be held in all (``RingView.cache_headers``).
 STALE_WHILE_REVALIDATE = 30
+# A key can be published up to this long before every worker serves it: a follower re-reads
+# the store every half second, and ``published_at`` is whole seconds. A cached JWKS must
+# expire before a key published after it was fetched may sign (``prepublish`` after
+# ``published_at``), so caches hold it this much less than ``jwks_max_age``.
+PUBLICATION_SLACK = 2
 
 
 def ref_of(record: KeyRecord) -> KeyRef:
@@ -57,23 +63,27 @@ class RingView:
     _headers: dict[int, Mapping[str, str]] = field(default_factory=dict, compare=False)
 
     def cache_max_age(self, now: int) -> int:
-        """Seconds a relying party may cache this JWKS.
+        """Seconds a relying party may hold this JWKS in all (fresh, then stale while it
+        revalidates).
 
-        Never more than ``jwks_max_age``, nor past the next scheduled change of the key set.
+        ``PUBLICATION_SLACK`` less than ``jwks_max_age``, and never past the next scheduled
+        change of the key set.
         """
-        if self.changes_at is None:
-            return self.policy.jwks_max_age
-        return max(0, min(self.policy.jwks_max_age, self.changes_at - now))
+        limit = self.policy.jwks_max_age - PUBLICATION_SLACK
+        if self.changes_at is not None:
+            limit = min(limit, self.changes_at - now)
+        return max(0, limit)
 
     def cache_headers(self, now: int) -> Mapping[str, str]:
-        """``ETag`` and ``Cache-Control`` for a JWKS response (200 or 304) served at ``now``."""
-        max_age = self.cache_max_age(now)
-        headers = self._headers.get(max_age)
+        """``ETag`` and ``Cache-Control`` for a JWKS response (200 or 304) served at ``now``:
+        ``max-age`` plus ``stale-while-revalidate`` is ``cache_max_age``."""
+        held = self.cache_max_age(now)
+        headers = self._headers.get(held)
         if headers is None:
-            headers = self._headers[max_age] = {
+            stale = min(STALE_WHILE_REVALIDATE, held // 2)
+            headers = self._headers[held] = {
                 "ETag": self.jwks.etag,
-                "Cache-Control": f"public, max-age={max_age}, "
-                f"stale-while-revalidate={min(STALE_WHILE_REVALIDATE, max_age)}",
+                "Cache-Control": f"public, max-age={held - stale}, stale-while-revalidate={stale}",
             }
         return headers
 

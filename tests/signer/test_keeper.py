@@ -25,7 +25,7 @@ from signer.hsm.base import KeyRef
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.keeper import Keeper
 from signer.leadership import LEASE, LEASE_TTL
-from signer.rings import ref_of
+from signer.rings import PUBLICATION_SLACK, ref_of
 from signer.service import AUDIT_KID, AUDIT_POLICY, AUDIT_RING, SignerService
 from signer.settings import Settings, load_settings
 from signer.store.base import Fence, FencedOut, KeyUpdate, StateStore
@@ -413,8 +413,20 @@ async def test_claims_that_cannot_be_encoded_leave_the_watermark_alone(rig: Rig)
 
 async def test_jwks_max_age_never_passes_the_next_key_set_change(rig: Rig) -> None:
     view = rig.service.view(rig.ring)
-    assert view.cache_max_age(T0) == 60  # jwks_max_age
+    assert view.cache_max_age(T0) == 60 - PUBLICATION_SLACK  # jwks_max_age, less the slack
     assert view.cache_max_age(T0 + PERIOD - 10) == 10  # rotation adds a standby in 10 s
+
+
+@pytest.mark.parametrize(("at", "max_age", "stale"), [(0, 29, 29), (PERIOD - 10, 5, 5)])
+async def test_a_cache_holds_the_jwks_no_longer_than_allowed_stale_time_included(
+    rig: Rig, at: int, max_age: int, stale: int
+) -> None:
+    """stale-while-revalidate lets a cache serve the document past max-age: the two together
+    stay within jwks_max_age (less the slack) and before the next change."""
+    headers = rig.service.view(rig.ring).cache_headers(T0 + at)
+    assert headers["Cache-Control"] == (
+        f"public, max-age={max_age}, stale-while-revalidate={stale}"
+    )
     ref = ref_of((await rig.records())[0])
     assert ref.label.startswith(f"signer/{rig.ring}/")
 
