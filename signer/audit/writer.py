@@ -237,10 +237,12 @@ class AuditWriter:
             if not inactive:
                 return
             refused = KeyNotActive(f"key {', '.join(sorted(inactive))} is no longer active")
+            remaining = [queued for queued in batch if queued.active not in inactive]
+            stuck = len(remaining) == len(batch)  # nothing to drop: never retry the same batch
             for queued in batch:
-                if queued.active in inactive:
+                if stuck or queued.active in inactive:
                     queued.ticket.fail(refused)
-            batch = [queued for queued in batch if queued.active not in inactive]
+            batch = [] if stuck else remaining
 
     async def _commit_once(self, batch: list[_Queued]) -> frozenset[KeyId]:
         """Commit ``batch`` and answer its callers; or the keys it required that are no longer

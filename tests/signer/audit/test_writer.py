@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from jwks.records import KeyState
 from jwks.thumbprint import KeyId
 from signer.audit import writer as writer_module
 from signer.audit.chain import CHECKPOINT_ACTION, AuditEntry, AuditRecord, link
 from signer.audit.chaincheck import verify_chain
 from signer.audit.writer import AuditWriter, entry
-from signer.errors import StoreUnavailable
+from signer.errors import KeyNotActive, StoreUnavailable
+from signer.store.base import KeyUpdate
 from signer.store.sqlite import SqliteStore
 from tests.fakes import MovingClock
+from tests.signer.store.test_conformance import record
 
 T0 = 1_790_000_000.0
 
@@ -266,3 +269,27 @@ async def test_a_call_with_one_bad_item_queues_none_of_its_items(tmp_path: Path)
     await writer.aclose()
     await store.aclose()
     assert record.seq == 1  # the good item of the refused call was never committed
+
+
+async def test_entries_of_a_key_no_longer_active_fail_and_the_rest_commit(tmp_path: Path) -> None:
+    """One commit carries several callers' records; those whose signing key was revoked
+    meanwhile are refused (their tokens never leave), the others are committed."""
+    store = SqliteStore(tmp_path / "state.db")
+    revoked, live = record("k1"), record("k2", ring="r2")
+    await store.insert_key(revoked)
+    await store.insert_key(live)
+    gone = revoked.with_state(KeyState.REVOKED, 200, revoke_reason="x")
+    await store.update_keys([KeyUpdate(record=gone, expected=KeyState.ACTIVE)])
+    writer = AuditWriter(store, clock=MovingClock(T0))
+    await writer.start()
+    results = await asyncio.gather(
+        writer.record_many(items(2), active=revoked.kid),
+        writer.record_many(items(1, 2), active=live.kid),
+        return_exceptions=True,
+    )
+    await writer.aclose()
+    stored = await store.audit_records()
+    await store.aclose()
+    assert isinstance(results[0], KeyNotActive)
+    assert isinstance(results[1], list)
+    assert [r.details["n"] for r in stored] == [2]
