@@ -309,8 +309,13 @@ class CodeSigning:
             record, outputs, ring=profile.ring, kid=key.record.kid, now=int(self._clock())
         )
         try:
+            # Stored only while the key is still active: outputs signed by a key revoked
+            # meanwhile (by any process) are never handed out; the run fails and is retried.
             await self._store.update_signing_request(
-                signed, expected_version=record.version, audit=entries
+                signed,
+                expected_version=record.version,
+                audit=entries,
+                require_active=[key.record.kid],
             )
         except StaleWrite:
             fresh = await self._store.get_signing_request(record.id)

@@ -222,9 +222,11 @@ class StateStore(Protocol):
         *,
         expected_version: int,
         audit: Sequence[AuditEntry] = (),
+        require_active: Collection[KeyId] = (),
     ) -> None:
         """Replace a signing request still at ``expected_version`` (else ``StaleWrite``), with
-        its audit records in the same transaction."""
+        its audit records in the same transaction; ``KeysNotActive`` (nothing written) if a key
+        of ``require_active`` is not active (the key that signed its outputs)."""
         ...
 
     async def get_signing_request(self, request_id: str) -> SigningRequest | None:

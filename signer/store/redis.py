@@ -201,6 +201,16 @@ class RedisStore(VersionedDocuments):
         head = None if raw is None else AuditRecord.from_json(json.loads(raw))
         return link_all(entries, head=head)
 
+    async def _require_active(self, pipe: Pipeline, kids: Sequence[KeyId]) -> None:
+        """Under the caller's WATCH of the keys' hashes: ``KeysNotActive`` unless every key is
+        active."""
+        states = [opt_text(await pipe.hget(self._names.key(kid), "state")) for kid in kids]
+        inactive = frozenset(
+            kid for kid, state in zip(kids, states, strict=True) if state != _ACTIVE_STATE
+        )
+        if inactive:
+            raise KeysNotActive(inactive)
+
     def _queue_audit(self, pipe: Pipeline, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
@@ -343,12 +353,7 @@ class RedisStore(VersionedDocuments):
         watched = [self._names.key(kid) for kid in kids]
 
         async def prepare(pipe: Pipeline) -> tuple[list[AuditRecord], Queue]:
-            states = [opt_text(await pipe.hget(key, "state")) for key in watched]
-            inactive = frozenset(
-                kid for kid, state in zip(kids, states, strict=True) if state != _ACTIVE_STATE
-            )
-            if inactive:
-                raise KeysNotActive(inactive)
+            await self._require_active(pipe, kids)
             chained = await self._chain(pipe, entries)
             return chained, lambda pipe: self._queue_audit(pipe, chained)
 
@@ -431,10 +436,17 @@ class RedisStore(VersionedDocuments):
         *,
         expected_version: int,
         audit: Sequence[AuditEntry] = (),
+        require_active: Collection[KeyId] = (),
     ) -> None:
-        """Replace a signing request still at ``expected_version`` (else ``StaleWrite``)."""
+        """Replace a signing request still at ``expected_version`` (else ``StaleWrite``;
+        ``KeysNotActive`` if a key of ``require_active`` is not active)."""
         await self._update_document(
-            SIGNING_REQUEST, record.id, expected_version, versioned(record), audit
+            SIGNING_REQUEST,
+            record.id,
+            expected_version,
+            versioned(record),
+            audit,
+            require_active=sorted(set(require_active)),
         )
 
     async def get_signing_request(self, request_id: str) -> SigningRequest | None:

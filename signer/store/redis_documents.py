@@ -16,6 +16,7 @@ from typing import Final, NamedTuple, Protocol, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
 from signer.approvals.rules import to_json as approval_json
 from signer.audit.chain import AuditEntry, AuditRecord
@@ -55,6 +56,8 @@ class _Store(Protocol):
     async def _chain(self, pipe: Pipeline, entries: Sequence[AuditEntry]) -> list[AuditRecord]: ...
 
     def _queue_audit(self, pipe: Pipeline, records: Sequence[AuditRecord]) -> None: ...
+
+    async def _require_active(self, pipe: Pipeline, kids: Sequence[KeyId]) -> None: ...
 
     def _watch(
         self, keys: list[str], audit: Sequence[AuditEntry], fence: Fence | None
@@ -98,6 +101,8 @@ class VersionedDocuments:
         expected_version: int,
         values: dict[str, str],
         audit: Sequence[AuditEntry],
+        *,
+        require_active: Sequence[KeyId] = (),
     ) -> None:
         key = self._names.document(kind, doc_id)
 
@@ -105,6 +110,7 @@ class VersionedDocuments:
             version = await pipe.hget(key, "version")
             if version is None or int(version) != expected_version:
                 raise StaleWrite(f"{kind.replace('_', ' ')} {doc_id} changed concurrently")
+            await self._require_active(pipe, require_active)
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
@@ -113,7 +119,8 @@ class VersionedDocuments:
 
             return None, queue
 
-        await self._transact(self._watch([key], audit, None), prepare)
+        watch = [key, *(self._names.key(kid) for kid in require_active)]
+        await self._transact(self._watch(watch, audit, None), prepare)
 
     async def _get_document(self: _Store, kind: str, doc_id: str) -> str | None:
         async with self._session():

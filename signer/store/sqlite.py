@@ -101,6 +101,20 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> li
     return records
 
 
+def _require_active(conn: sqlite3.Connection, kids: Sequence[KeyId]) -> None:
+    """Inside the caller's write transaction: ``KeysNotActive`` unless every key is active."""
+    if not kids:
+        return
+    marks = ",".join("?" * len(kids))
+    rows = conn.execute(
+        f"SELECT kid FROM keys WHERE state = 'active' AND kid IN ({marks})",  # noqa: S608 -- placeholders only
+        list(kids),
+    ).fetchall()
+    inactive = frozenset(kids) - {row[0] for row in rows}
+    if inactive:
+        raise KeysNotActive(inactive)
+
+
 class _Head(NamedTuple):
     seq: int
     hash: str
@@ -285,15 +299,7 @@ class SqliteStore:
         def append(conn: sqlite3.Connection) -> list[AuditRecord]:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                if kids:
-                    marks = ",".join("?" * len(kids))
-                    rows = conn.execute(
-                        f"SELECT kid FROM keys WHERE state = 'active' AND kid IN ({marks})",  # noqa: S608 -- placeholders only
-                        kids,
-                    ).fetchall()
-                    inactive = frozenset(kids) - {row[0] for row in rows}
-                    if inactive:
-                        raise KeysNotActive(inactive)
+                _require_active(conn, kids)
                 return _append_audit(conn, entries)
 
         return await self._run(append)
@@ -469,10 +475,17 @@ class SqliteStore:
         *,
         expected_version: int,
         audit: Sequence[AuditEntry] = (),
+        require_active: Collection[KeyId] = (),
     ) -> None:
-        """Replace a signing request still at ``expected_version``; else ``StaleWrite``."""
+        """Replace a signing request still at ``expected_version``; else ``StaleWrite``
+        (``KeysNotActive`` if a key of ``require_active`` is not active)."""
         await self._update_document(
-            _SIGNING_REQUESTS, record, signing_request_json(record), expected_version, audit
+            _SIGNING_REQUESTS,
+            record,
+            signing_request_json(record),
+            expected_version,
+            audit,
+            require_active=sorted(set(require_active)),
         )
 
     async def get_signing_request(self, request_id: str) -> SigningRequest | None:
@@ -521,10 +534,13 @@ class SqliteStore:
         body: Mapping[str, Any],
         expected_version: int,
         audit: Sequence[AuditEntry],
+        *,
+        require_active: Sequence[KeyId] = (),
     ) -> None:
         def update(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                _require_active(conn, require_active)
                 cursor = conn.execute(
                     f"UPDATE {table} SET state = ?, version = ?, body = ? "  # noqa: S608 -- table is one of two constants
                     "WHERE id = ? AND version = ?",

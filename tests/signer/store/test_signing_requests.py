@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from jwks.records import KeyState
+from jwks.thumbprint import KeyId
 from signer.audit.chain import AuditEntry
 from signer.codesign.records import (
     Kind,
@@ -17,9 +19,10 @@ from signer.codesign.records import (
     settle,
     with_outputs,
 )
-from signer.store.base import StaleWrite, StateStore
+from signer.store.base import KeysNotActive, KeyUpdate, StaleWrite, StateStore
 from tests.signer.codesign.conftest import make_request, signed_outputs
 from tests.signer.store.conftest import Reopen, approval_request
+from tests.signer.store.test_conformance import record as key_record
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +159,24 @@ async def test_a_taken_id_writes_neither_the_request_nor_its_approval(
         assert await store.get_signing_request("sr_1") == request(1)
     else:
         assert await store.get_signing_request("sr_1") is None
+
+
+async def test_outputs_are_stored_only_while_their_signing_key_is_active(
+    store: StateStore, key: ec.EllipticCurvePrivateKey
+) -> None:
+    """Outputs signed by a key revoked meanwhile (by any process) are never stored or audited."""
+    await store.insert_key(key_record("k1"))
+    original = request(1)
+    await store.insert_signing_request(original)
+    signed = with_outputs(original, signed_outputs(key, original), ring="codesign", kid="k1", now=9)
+    revoked = key_record("k1").with_state(KeyState.REVOKED, 200, revoke_reason="x")
+    await store.update_keys([KeyUpdate(record=revoked, expected=KeyState.ACTIVE)])
+    with pytest.raises(KeysNotActive):
+        await store.update_signing_request(
+            signed,
+            expected_version=1,
+            audit=[entry("signing.sign", 1)],
+            require_active=[KeyId("k1")],
+        )
+    assert await store.get_signing_request("sr_1") == original
+    assert await store.audit_records() == []
