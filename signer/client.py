@@ -22,6 +22,27 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 TIMEOUT_S = 30
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: urllib would resend the ``Authorization`` header to wherever it
+    points, another host or plain ``http://`` included. The signer's API never redirects."""
+
+    def redirect_request(  # noqa: PLR0917 -- urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> None:
+        """Never follow: the 30x reaches the caller as an error."""
+        return
+
+
+# The opener for calls that carry a token.
+_AUTHENTICATED = urllib.request.build_opener(_NoRedirects)
+
+
 class ApiError(Exception):
     """The signer answered with a problem document (or could not be reached)."""
 
@@ -48,20 +69,29 @@ class ApiClient:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            with _AUTHENTICATED.open(request, timeout=TIMEOUT_S) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            try:
-                problem = json.loads(exc.read())
-            except ValueError:
-                problem = {"detail": f"HTTP {exc.code}"}
-            raise ApiError(exc.code, problem) from None
+            with exc:
+                raise ApiError(exc.code, _problem_of(exc)) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ApiError(0, {"detail": f"cannot reach {self.url}: {exc}"}) from None
 
     def fetch(self, path: str) -> bytes:
         """GET ``path`` (a public resource such as a key PEM) and return the raw body."""
         return fetch_url(self.url.rstrip("/") + path)
+
+
+def _problem_of(error: urllib.error.HTTPError) -> dict[str, Any]:
+    """The problem document of an error answer (a refused redirect says where it pointed)."""
+    if 300 <= error.code < 400:
+        where = error.headers.get("Location", "elsewhere")
+        return {"detail": f"the signer redirected to {where}; not sending the token there"}
+    try:
+        problem: dict[str, Any] = json.loads(error.read())
+    except ValueError:
+        return {"detail": f"HTTP {error.code}"}
+    return problem
 
 
 def fetch_url(url: str) -> bytes:
