@@ -18,6 +18,7 @@ from pathlib import Path
 
 from signer.errors import ConfigError
 from signer.hsm.softhsm import find_module, provision_token
+from signer.newfiles import create_file
 
 TOKEN_LABEL = "signer-dev"  # noqa: S105 -- a PKCS#11 token label, not a secret
 DEFAULT_PORT = 8700
@@ -39,7 +40,15 @@ RELEASE_PREDICATE_TYPES = (
     "https://cyclonedx.org/bom",
     "https://in-toto.io/attestation/vulns/v0.1",
 )
-_OWNED = ("signer.toml", "credentials.json", "softhsm2.conf", "tokens", "hsm-pin", "state.db")
+_OWNED = (
+    "signer.toml",
+    "credentials.json",
+    "softhsm2.conf",
+    "tokens",
+    "hsm-pin",
+    "hsm-so-pin",
+    "state.db",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,12 +58,6 @@ class InitResult:
     config_path: Path
     credentials_path: Path
     url: str
-
-
-def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 def _config_text(*, port: int, module: str, store_path: Path, tokens: dict[str, str]) -> str:
@@ -132,10 +135,26 @@ def _config_text(*, port: int, module: str, store_path: Path, tokens: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def _check_private(directory: Path) -> None:
+    """Refuse a directory someone else could write into: they could swap ``signer.toml``
+    (adding a principal) or plant a file before init writes it."""
+    status = directory.stat()
+    if status.st_uid != os.getuid():
+        raise ConfigError(
+            f"{directory} belongs to another user; give signer init a directory of its own"
+        )
+    if status.st_mode & 0o022:
+        raise ConfigError(
+            f"{directory} is writable by other users (mode {status.st_mode & 0o777:o}); "
+            "give signer init a directory of its own"
+        )
+
+
 def init_directory(directory: Path, *, port: int = DEFAULT_PORT) -> InitResult:
     """Create a single-node setup in ``directory``; refuse if one is already there."""
     directory = directory.resolve()
-    existing = [name for name in _OWNED if (directory / name).exists()]
+    # lexists: a dangling symlink counts too (an open would follow it).
+    existing = [name for name in _OWNED if os.path.lexists(directory / name)]
     if existing:
         raise ConfigError(
             f"{directory} already holds a signer setup ({', '.join(existing)}); "
@@ -143,18 +162,19 @@ def init_directory(directory: Path, *, port: int = DEFAULT_PORT) -> InitResult:
         )
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {port}")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new one is private
+    _check_private(directory)
     module = find_module()
     token = provision_token(directory, TOKEN_LABEL)
-    _write_secret(directory / "hsm-pin", token.pin + "\n")
-    _write_secret(directory / "hsm-so-pin", token.so_pin + "\n")
+    create_file(directory / "hsm-pin", token.pin + "\n")
+    create_file(directory / "hsm-so-pin", token.so_pin + "\n")
     tokens = {role: "sgn_" + secrets.token_urlsafe(32) for role in ROLES}
     url = f"http://127.0.0.1:{port}"
     config_path = directory / "signer.toml"
-    config_path.write_text(
+    create_file(  # 0600 too: no one else needs it, and whoever can change it can add a principal
+        config_path,
         _config_text(port=port, module=module, store_path=directory / "state.db", tokens=tokens),
-        encoding="utf-8",
     )
     credentials_path = directory / "credentials.json"
-    _write_secret(credentials_path, json.dumps({"url": url, "tokens": tokens}, indent=2) + "\n")
+    create_file(credentials_path, json.dumps({"url": url, "tokens": tokens}, indent=2) + "\n")
     return InitResult(config_path=config_path, credentials_path=credentials_path, url=url)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from signer.errors import HsmError, HsmUnavailable
+from signer.newfiles import create_file
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -79,9 +80,10 @@ def provision_token(
     directory.mkdir(parents=True, exist_ok=True)
     token_dir.mkdir(mode=0o700, exist_ok=True)
     token_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
-    conf_path.write_text(
+    create_file(
+        conf_path,
         f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n",
-        encoding="utf-8",
+        mode=0o644,
     )
 
     env = {**os.environ, "SOFTHSM2_CONF": str(conf_path)}
@@ -97,7 +99,10 @@ def provision_token(
             timeout=_INIT_TIMEOUT_S,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise HsmError(f"could not run {softhsm2_util} --init-token: {type(exc).__name__}") from exc
+        # Not chained: the exception's text holds the command line, PINs included.
+        raise HsmError(
+            f"could not run {softhsm2_util} --init-token: {type(exc).__name__}"
+        ) from None
     if result.returncode != 0:
         output = _redact(result.stderr.strip() or result.stdout.strip(), pin, so_pin)
         raise HsmError(
