@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from signer.errors import ConfigError
+from signer.newfiles import check_private_file
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 TIMEOUT_S = 30
@@ -120,6 +121,7 @@ def client_from_arguments(args: argparse.Namespace) -> ApiClient:
     """Build the client from ``--credentials`` or ``--url``/``--token-file``/``SIGNER_TOKEN``."""
     if args.credentials:
         try:
+            check_private_file(Path(args.credentials), "--credentials")
             data = json.loads(Path(args.credentials).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--credentials {args.credentials!r}: {exc}") from None
@@ -128,7 +130,11 @@ def client_from_arguments(args: argparse.Namespace) -> ApiClient:
         except KeyError:
             raise ConfigError(f"{args.credentials} has no token for role {args.role!r}") from None
     if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        try:
+            check_private_file(Path(args.token_file), "--token-file")
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--token-file {args.token_file!r}: {exc}") from None
     else:
         token = os.environ.get("SIGNER_TOKEN", "")
     if not token:

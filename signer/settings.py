@@ -6,6 +6,7 @@ other part of the signer gets its settings passed in. Every error names the offe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ from jwks.algorithms import Alg, parse_alg
 from signer.config_checks import cross_check
 from signer.config_table import Table
 from signer.errors import ConfigError
+from signer.newfiles import check_private_file
 from signer.store.redis_url import check_redis_url, is_redis_url
 from signer.subjects import canonical_subject
 
@@ -165,9 +167,18 @@ class Settings:
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the TOML file at ``path``; raise ``ConfigError`` naming the bad key."""
+    """Read and validate the TOML file at ``path``; raise ``ConfigError`` naming the bad key.
+
+    A config file every user may write is refused: whoever can change it can add a principal.
+    """
     env = os.environ if environ is None else environ
     path = path.resolve()
+    with contextlib.suppress(FileNotFoundError):  # reported below, with the path
+        if path.stat().st_mode & 0o002:
+            raise ConfigError(
+                f"{path} is writable by every user; whoever can change it can add a principal "
+                "(chmod o-w it)"
+            )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -277,9 +288,12 @@ def _hsm(table: Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:
     if pin_file is not None:
         pin_path = base / pin_file
         try:
+            check_private_file(pin_path, "hsm.pin_file")
             pin = pin_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"hsm.pin_file: cannot read {pin_path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"hsm.pin_file: {pin_path} is not UTF-8 text") from None
     else:
         assert pin_env is not None  # noqa: S101 -- narrowed by the exactly-one check above
         pin = environ.get(pin_env, "")

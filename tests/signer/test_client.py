@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from signer.client import ApiClient, ApiError
+from signer.client import ApiClient, ApiError, client_from_arguments
+from signer.errors import ConfigError
 
 
 class _Recording(http.server.BaseHTTPRequestHandler):
@@ -64,3 +67,16 @@ def test_a_redirect_is_refused_and_the_token_never_follows_it(
     assert refused.value.status == 302
     assert seen_first == ["Bearer sgn_redirect-canary"]
     assert seen_elsewhere == []
+
+
+@pytest.mark.parametrize("option", ["credentials", "token_file"])
+def test_a_credential_file_other_users_may_read_is_refused(tmp_path: Path, option: str) -> None:
+    path = tmp_path / "secret"
+    path.write_text('{"url": "http://127.0.0.1:1", "tokens": {"admin": "sgn_x"}}')
+    path.chmod(0o644)
+    args = argparse.Namespace(credentials=None, token_file=None, role="admin", url=None)
+    setattr(args, option, str(path))
+    with pytest.raises(ConfigError, match="can be read or written by other users"):
+        client_from_arguments(args)
+    path.chmod(0o600)
+    assert client_from_arguments(args).url.startswith("http://")

@@ -44,6 +44,7 @@ rate_limit = "200/s"
 
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "hsm-pin").write_text("1234\n")
+    (tmp_path / "hsm-pin").chmod(0o600)
     path = tmp_path / "signer.toml"
     path.write_text(text)
     return path
@@ -216,3 +217,18 @@ def test_a_principal_may_not_take_an_actor_name_the_audit_log_uses(
     text = BASE.replace('name = "idp"', f'name = "{name}"')
     with pytest.raises(ConfigError, match=r"principals\[0\]\.name: .* is reserved"):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_pin_file_other_users_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path, BASE)
+    (tmp_path / "hsm-pin").chmod(mode)
+    with pytest.raises(ConfigError, match=r"hsm\.pin_file: .* can be read or written by other"):
+        load_settings(path)
+
+
+def test_a_config_every_user_may_write_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    path.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by every user"):
+        load_settings(path)
