@@ -24,6 +24,7 @@ from pkcs11.exceptions import (
     DeviceMemory,
     DeviceRemoved,
     FunctionNotSupported,
+    GeneralError,
     KeyHandleInvalid,
     NoSuchToken,
     ObjectHandleInvalid,
@@ -70,7 +71,9 @@ RECONNECT: tuple[type[PKCS11Error], ...] = (
 )
 
 # Errors that mean the HSM cannot be used at all right now (HTTP 503, /readyz fails).
+# CKR_GENERAL_ERROR is SoftHSM's answer once its token files are gone or unreadable.
 UNAVAILABLE: tuple[type[PKCS11Error], ...] = (
+    GeneralError,
     SessionHandleInvalid,
     SessionClosed,
     SessionCount,

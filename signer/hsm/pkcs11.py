@@ -218,6 +218,7 @@ class Pkcs11Backend:
             Attribute.VERIFY: True,
             Attribute.ENCRYPT: False,
             Attribute.WRAP: False,
+            Attribute.MODIFIABLE: False,  # nobody relabels or re-purposes it later
             Attribute.ID: ident,
             Attribute.LABEL: ref.label,
         }
@@ -229,6 +230,7 @@ class Pkcs11Backend:
             Attribute.EXTRACTABLE: False,
             Attribute.MODIFIABLE: False,
             Attribute.SIGN: True,
+            Attribute.SIGN_RECOVER: False,  # SoftHSM's default is True: a capability we never use
             Attribute.DECRYPT: False,
             Attribute.UNWRAP: False,
             Attribute.DERIVE: False,

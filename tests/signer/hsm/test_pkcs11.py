@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11.constants import Attribute, ObjectClass
+from pkcs11.exceptions import GeneralError
 from pkcs11.mechanisms import Mechanism
 from pkcs11.types import Session
 
@@ -22,6 +23,7 @@ from jwks.algorithms import Alg
 from signer.errors import HsmError, HsmUnavailable, KeyProofFailed
 from signer.hsm import p11batch
 from signer.hsm.base import KeyBackend, KeyRef
+from signer.hsm.p11thread import translate
 from signer.hsm.pkcs11 import Pkcs11Backend
 from signer.hsm.softhsm import SoftHsmToken, find_module
 from tests.hsm_token import make_exportable_key, new_key_id
@@ -162,6 +164,7 @@ async def test_generated_private_key_can_only_sign(backend: Pkcs11Backend) -> No
         return key.get_attributes(
             [
                 Attribute.SIGN,
+                Attribute.SIGN_RECOVER,
                 Attribute.DECRYPT,
                 Attribute.UNWRAP,
                 Attribute.DERIVE,
@@ -175,6 +178,7 @@ async def test_generated_private_key_can_only_sign(backend: Pkcs11Backend) -> No
 
     assert values == {
         Attribute.SIGN: True,
+        Attribute.SIGN_RECOVER: False,  # SoftHSM's default would be True
         Attribute.DECRYPT: False,
         Attribute.UNWRAP: False,
         Attribute.DERIVE: False,
@@ -504,3 +508,23 @@ async def test_missing_token_is_unavailable(hsm_token: SoftHsmToken) -> None:
 async def test_missing_module_is_unavailable(hsm_token: SoftHsmToken) -> None:
     with pytest.raises(HsmUnavailable, match="cannot load PKCS#11 module"):
         await Pkcs11Backend.open("/nonexistent/libpkcs11.so", hsm_token.label, hsm_token.pin)
+
+
+async def test_generated_public_key_cannot_be_changed(backend: Pkcs11Backend) -> None:
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+
+    def modifiable(session: Session) -> object:
+        (key,) = session.get_objects(
+            {Attribute.ID: bytes.fromhex(ref.key_id), Attribute.CLASS: ObjectClass.PUBLIC_KEY}
+        )
+        return key[Attribute.MODIFIABLE]
+
+    assert await backend.run_in_session(modifiable) is False
+
+
+def test_a_token_that_fails_with_a_general_error_is_unavailable() -> None:
+    """SoftHSM answers CKR_GENERAL_ERROR once its token files are gone or unreadable: a 503
+    that /readyz reports, not a 500."""
+    error = translate(GeneralError(), "sign")
+    assert isinstance(error, HsmUnavailable)
+    assert error.status == 503
