@@ -58,8 +58,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Errors that mean the session (not the request) is broken: reopen once and retry once. A stale
-# object handle after a reopen elsewhere is in the same class.
+# object handle after a reopen elsewhere is in the same class. After CKR_GENERAL_ERROR the
+# module itself is initialised again first (``Connection.reset``).
 RECONNECT: tuple[type[PKCS11Error], ...] = (
+    GeneralError,
     SessionHandleInvalid,
     SessionClosed,
     DeviceRemoved,
@@ -137,6 +139,7 @@ class Connection:
         self.batch: BatchSigner | None = None  # set when the module is first loaded
         self._session: Session | None = None
         self._loaded = False
+        self._reinitialize = False
 
     def __repr__(self) -> str:
         return f"Connection(module={self.module!r}, token_label={self.token_label!r})"
@@ -146,20 +149,28 @@ class Connection:
         with pkcs11_errors(action):
             try:
                 return op(self, self._open())
-            except RECONNECT:
+            except RECONNECT as exc:
                 if not retry:
                     raise
-                self.reset()
+                self.reset(reinitialize=isinstance(exc, GeneralError))
                 return op(self, self._open())
 
-    def reset(self) -> None:
-        """Close the session (best effort) and drop every object cached from it."""
+    def reset(self, *, reinitialize: bool = False) -> None:
+        """Close the session (best effort) and drop every object cached from it; with
+        ``reinitialize``, finalize and initialize the module before the next session.
+
+        SoftHSM answers CKR_GENERAL_ERROR for good once its token files are gone or unreadable,
+        even after they are back, until the module is initialised again. Every session of the
+        process ends with it; other connections reopen theirs on their next call (RECONNECT).
+        """
         session, self._session = self._session, None
         self.keys.clear()
         if session is not None:
             # The session may already be gone; closing it is only tidying up.
             with contextlib.suppress(PKCS11Error):
                 session.close()
+        if reinitialize:
+            self._reinitialize = True
 
     def _open(self) -> Session:
         if self._session is not None:
@@ -171,6 +182,9 @@ class Connection:
             raise HsmUnavailable(
                 f"cannot load PKCS#11 module {self.module}: {_describe(exc)}"
             ) from exc
+        if self._reinitialize:
+            lib.reinitialize()  # C_Finalize, C_Initialize: on this thread, like every call
+            self._reinitialize = False
         if not self._loaded:
             self.batch, self._loaded = p11batch.load(self.module), True
         token = lib.get_token(token_label=self.token_label)

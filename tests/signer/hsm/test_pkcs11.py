@@ -528,3 +528,33 @@ def test_a_token_that_fails_with_a_general_error_is_unavailable() -> None:
     error = translate(GeneralError(), "sign")
     assert isinstance(error, HsmUnavailable)
     assert error.status == 503
+
+
+async def test_the_signer_recovers_when_the_token_comes_back(
+    backend: Pkcs11Backend, hsm_token: SoftHsmToken
+) -> None:
+    """SoftHSM answers CKR_GENERAL_ERROR while its token files are gone, and for good after
+    they are back unless the module is initialised again: the backend does that itself, so
+    the signer needs no restart (503 meanwhile, then signatures again)."""
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    await backend.sign(ref, b"before")
+    moved = hsm_token.token_dir.with_name("tokens-moved-away")
+    hsm_token.token_dir.rename(moved)
+    try:
+        with pytest.raises(HsmUnavailable, match="GeneralError"):
+            await backend.sign(ref, b"while gone")
+        with pytest.raises(HsmUnavailable):
+            await backend.aping()
+    finally:
+        moved.rename(hsm_token.token_dir)
+    await backend.aping()
+    signature = await backend.sign(ref, b"after")
+    public = serialization.load_der_public_key(await backend.public_key(ref))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(
+        encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        ),
+        b"after",
+        ec.ECDSA(hashes.SHA256()),
+    )
