@@ -328,7 +328,10 @@ def _key_id(key_id: str) -> bytes:
 def _list_refs(session: Session, label_prefix: str) -> list[KeyRef]:
     refs = []
     for obj in find_objects(session, {Attribute.CLASS: ObjectClass.PRIVATE_KEY}):
-        label = obj[Attribute.LABEL]
+        try:
+            label = obj[Attribute.LABEL]
+        except UnicodeDecodeError:  # another application's key, labelled in some other way
+            continue
         if not label.startswith(label_prefix):
             continue
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -558,3 +559,39 @@ async def test_the_signer_recovers_when_the_token_comes_back(
         b"after",
         ec.ECDSA(hashes.SHA256()),
     )
+
+
+async def test_a_foreign_key_labelled_in_another_encoding_is_passed_over(
+    backend: Pkcs11Backend, hsm_token: SoftHsmToken, tmp_path: Path
+) -> None:
+    """Another application's key whose label is not UTF-8 must not stop the signer listing
+    (and sweeping) its own keys: one such key on the token stopped `signer serve` starting."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "foreign.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    importing = await asyncio.create_subprocess_exec(
+        "softhsm2-util",
+        "--import",
+        str(pem),
+        "--token",
+        hsm_token.label,
+        "--pin",
+        hsm_token.pin,
+        "--id",
+        new_key_id(),
+        "--label",
+        b"foreign/\xe9",
+        env={**os.environ, "SOFTHSM2_CONF": str(hsm_token.conf_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, error = await importing.communicate()
+    assert importing.returncode == 0, error
+    ref = await backend.generate(Alg.ES256, new_key_id(), label())
+    assert ref.key_id in {r.key_id for r in await backend.list_refs("signer/")}
