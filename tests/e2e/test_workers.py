@@ -31,21 +31,12 @@ async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: 
         while time.monotonic() < deadline and (
             len(set(kids)) < 3 or len(refusing_pids(server)) < 2
         ):
-            # A fresh connection per request, so the kernel spreads them over both workers.
-            async with (
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
-                session.post(
-                    f"{setup.url}/v1/rings/{RING}/jwt",
-                    json={"claims": {"sub": "w"}},
-                    headers={"Authorization": f"Bearer {SOAK_TOKEN}"},
-                ) as response,
-            ):
-                assert response.status == 200, await response.text()
-                tokens.append(await response.json())
-                kids.append(str(tokens[-1]["kid"]))
-                # An unauthenticated call too: its refusal is logged with the worker's pid.
-                async with session.post(f"{setup.url}/v1/rings/{RING}/jwt", json={}) as refused:
-                    assert refused.status == 401
+            status, answer = await sign_once(setup.url, SOAK_TOKEN)
+            assert status == 200, answer
+            tokens.append(answer)
+            kids.append(str(answer["kid"]))
+            # An unauthenticated call too: its refusal is logged with the worker's pid.
+            assert (await sign_once(setup.url, None))[0] == 401
             await asyncio.sleep(0.05)
         assert len(set(kids)) >= 3, "expected at least two rotations"
 
@@ -56,7 +47,7 @@ async def test_two_workers_serve_rotate_once_and_every_token_verifies(tmp_path: 
 
         assert len(refusing_pids(server)) == 2, "both workers served requests"
         # One node, one budget: the limit holds over requests spread across both workers.
-        statuses = [await sign_once(setup.url, LIMITED_TOKEN) for _ in range(LIMIT + 4)]
+        statuses = [(await sign_once(setup.url, LIMITED_TOKEN))[0] for _ in range(LIMIT + 4)]
         assert statuses.count(200) == LIMIT
         assert statuses.count(429) == 4
         await asyncio.sleep(PUBLISH_INTERVAL_S + 0.5)  # every worker has published since
@@ -97,17 +88,18 @@ rate_limit = "{LIMIT}/h"
 """
 
 
-async def sign_once(url: str, token: str) -> int:
-    """The status of one sign request on a fresh connection (so either worker may serve it)."""
+async def sign_once(url: str, token: str | None) -> tuple[int, dict[str, object]]:
+    """One sign request on a fresh connection (so the kernel may give it to either worker):
+    its status and JSON answer."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
         session.post(
-            f"{url}/v1/rings/{RING}/jwt",
-            json={"claims": {"sub": "limited"}},
-            headers={"Authorization": f"Bearer {token}"},
+            f"{url}/v1/rings/{RING}/jwt", json={"claims": {"sub": "w"}}, headers=headers
         ) as response,
     ):
-        return response.status
+        answer: dict[str, object] = await response.json(content_type=None)
+        return response.status, answer
 
 
 def refusing_pids(server: SignerProcess) -> set[int]:
