@@ -57,6 +57,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415 -- keep `signer init` free of the server stack
 
     from signer.app import create_app, ssl_context  # noqa: PLC0415
+    from signer.eventloop import loop_kind, new_event_loop  # noqa: PLC0415
 
     settings = load_settings(Path(args.config))
     if settings.server.workers > 1 and args.worker is None:
@@ -68,7 +69,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, shared_dir=shared_dir, worker=args.worker or 0)
     context = ssl_context(settings)
     scheme = "https" if context else "http"
-    log.info("listening on %s://%s:%d", scheme, settings.server.host, settings.server.port)
+    loop = new_event_loop(settings.server.event_loop)
+    log.info(
+        "listening on %s://%s:%d (event loop: %s)",
+        scheme,
+        settings.server.host,
+        settings.server.port,
+        loop_kind(loop),
+    )
     web.run_app(
         app,
         host=settings.server.host,
@@ -78,6 +86,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         access_log=None,
         handle_signals=True,
+        loop=loop,
     )
     return 0
 

@@ -19,6 +19,7 @@ from jwks.algorithms import Alg, parse_alg
 from signer.config_checks import cross_check
 from signer.config_table import Table
 from signer.errors import ConfigError
+from signer.eventloop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, EventLoopKind
 from signer.newfiles import check_private_file
 from signer.store.redis_url import check_redis_url, is_redis_url
 from signer.subjects import canonical_subject
@@ -45,6 +46,7 @@ class ServerSettings:
     default_ring: str
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = 1  # processes sharing the listening socket
+    event_loop: EventLoopKind = DEFAULT_EVENT_LOOP
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve HTTPS
     tls_key: Path | None = None
     client_ca: Path | None = None  # PEM CA bundle; with it, client certificates authenticate
@@ -253,6 +255,7 @@ def _server(table: Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSe
         raise ConfigError(f"server.default_ring: no ring named {default_ring!r}")
     max_body = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     workers = table.integer("workers", 1)
+    event_loop = _event_loop(table.text("event_loop", DEFAULT_EVENT_LOOP))
     tls = {key: table.opt_str(key) for key in ("tls_cert", "tls_key", "client_ca")}
     table.done()
     if (tls["tls_cert"] is None) != (tls["tls_key"] is None):
@@ -270,10 +273,19 @@ def _server(table: Table, rings: tuple[RingPolicy, ...], base: Path) -> ServerSe
         default_ring=default_ring,
         max_body_bytes=max_body,
         workers=workers,
+        event_loop=event_loop,
         tls_cert=paths.get("tls_cert"),
         tls_key=paths.get("tls_key"),
         client_ca=paths.get("client_ca"),
     )
+
+
+def _event_loop(name: str) -> EventLoopKind:
+    for kind in EVENT_LOOPS:
+        if name == kind:
+            return kind
+    choices = " or ".join(repr(kind) for kind in EVENT_LOOPS)
+    raise ConfigError(f"server.event_loop: expected {choices}, got {name!r}")
 
 
 def _hsm(table: Table, base: Path, environ: Mapping[str, str]) -> HsmSettings:

@@ -1,24 +1,25 @@
 """The baseline: a plain aiohttp app doing the least a server can do for the same requests.
 
-It runs as its own process, started like ``signer serve`` (``web.run_app`` on the default
-asyncio event loop policy, no access log), so the ratio to it measures what the signer adds on
+It runs as its own process, started like ``signer serve`` (``web.run_app`` on the same kind of
+event loop, ``--event-loop``, no access log), so the ratio to it measures what the signer adds on
 top of aiohttp on this machine:
 
 * ``GET /jwks.json`` answers fixed bytes as long as the signer's JWKS, with the same kind of
   ``ETag`` and ``Cache-Control`` headers;
 * ``POST /sign`` reads and parses the JSON body and answers a small JSON object.
 
-Run: ``python -m scripts.benchlib.baseline --port N --jwks-bytes SIZE``.
+Run: ``python -m scripts.benchlib.baseline --port N --jwks-bytes SIZE [--event-loop KIND]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Sequence
 
 from aiohttp import web
+
+from signer.eventloop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, new_event_loop
 
 GET_PATH = "/jwks.json"
 POST_PATH = "/sign"
@@ -55,16 +56,12 @@ def create_app(jwks_bytes: int) -> web.Application:
     return app
 
 
-def loop_policy_name() -> str:
-    """The event loop policy this process runs on (recorded in the results)."""
-    return type(asyncio.get_event_loop_policy()).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the baseline on 127.0.0.1 until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--jwks-bytes", type=int, required=True)
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP)
     args = parser.parse_args(argv)
     web.run_app(
         create_app(args.jwks_bytes),
@@ -73,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print=None,
         access_log=None,
         handle_signals=True,
+        loop=new_event_loop(args.event_loop),
     )
     return 0
 

@@ -30,7 +30,6 @@ from typing import Any
 import aiohttp
 
 from scripts.benchlib import hsm_rate, profile, report, scenarios, servers, stages
-from scripts.benchlib.baseline import loop_policy_name
 from scripts.benchlib.loader import Loader, choose_loader
 from scripts.benchlib.results import (
     ScenarioResult,
@@ -39,6 +38,7 @@ from scripts.benchlib.results import (
     results_from_json,
     run_json,
 )
+from signer.eventloop import DEFAULT_EVENT_LOOP, EVENT_LOOPS
 
 DEFAULT_OUTPUT = servers.REPO / "bench-results"
 PROFILED = "sign-es256"
@@ -76,6 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="the signer's [server] workers (1; the targets are for one; the baseline stays one)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=DEFAULT_EVENT_LOOP,
+        help=f"the signer's [server] event_loop, and the baseline's loop ({DEFAULT_EVENT_LOOP})",
     )
     parser.add_argument(
         "--scenarios", default=",".join(scenarios.NAMES), help="comma-separated subset (all)"
@@ -237,14 +243,18 @@ def measure_http(
     """Start the signer and the baseline, and run the rounds (one, if a server does not start)."""
     progress("signer init + serve (one ring per algorithm)")
     try:
-        setup = servers.init_signer(workdir / "signer", workers=args.workers)
+        setup = servers.init_signer(
+            workdir / "signer", workers=args.workers, event_loop=args.event_loop
+        )
         signer = servers.start_signer(setup)
     except (RuntimeError, OSError) as exc:
         return [first + failed_all(args, f"the signer did not start: {exc}")]
     try:
         try:
             body, etag = servers.jwks_of(setup.url)
-            baseline = servers.start_baseline(workdir, jwks_bytes=len(body))
+            baseline = servers.start_baseline(
+                workdir, jwks_bytes=len(body), event_loop=args.event_loop
+            )
         except (RuntimeError, OSError) as exc:
             return [first + failed_all(args, f"the JWKS or the baseline failed: {exc}")]
         try:
@@ -337,7 +347,6 @@ def machine_info(loader: Loader, load: tuple[float, float, float]) -> dict[str, 
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "aiohttp": aiohttp.__version__,
-        "event_loop_policy": loop_policy_name(),
         "loader": loader.describe(),
     }
 
@@ -362,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": args.duration,
         "connections": args.connections,
         "signer_workers": args.workers,
+        "event_loop": args.event_loop,
         "rounds": args.rounds,
         "batch_size": scenarios.BATCH_SIZE,
     }

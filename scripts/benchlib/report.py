@@ -268,7 +268,8 @@ def print_report(
         f"  load average at start {machine['load_average_at_start'][0]}"
         f"\nloader: {machine['loader']}; {settings['connections']} connections,"
         f" {settings['duration_s']}s per scenario;"
-        f" signer workers: {settings.get('signer_workers', 1)}{_rounds_note(settings)}\n"
+        f" signer workers: {settings.get('signer_workers', 1)};"
+        f" event loop: {settings.get('event_loop', 'asyncio')}{_rounds_note(settings)}\n"
     )
     print(render_table(results, markdown=markdown))
     stage_table = render_stages(results)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.benchlib.baseline import GET_PATH
+from signer.eventloop import DEFAULT_EVENT_LOOP, EventLoopKind
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0  # RSA key generation for two rings and their standbys takes a while
@@ -202,9 +203,11 @@ class SignerSetup:
         return f"http://127.0.0.1:{self.port}"
 
 
-def init_signer(directory: Path, *, workers: int = 1) -> SignerSetup:
-    """``signer init`` into ``directory`` on a free port, then append the bench config (and
-    ``[server] workers`` when more than one)."""
+def init_signer(
+    directory: Path, *, workers: int = 1, event_loop: EventLoopKind = DEFAULT_EVENT_LOOP
+) -> SignerSetup:
+    """``signer init`` into ``directory`` on a free port, then append the bench config, with
+    ``[server] event_loop`` (and ``workers`` when more than one)."""
     port = free_port()
     argv = [
         sys.executable,
@@ -224,8 +227,10 @@ def init_signer(directory: Path, *, workers: int = 1) -> SignerSetup:
     token = "sgn_bench_" + secrets.token_urlsafe(24)
     config = directory / "signer.toml"
     text = config.read_text(encoding="utf-8") + extra_config(token)
+    server = f'[server]\nevent_loop = "{event_loop}"\n'
     if workers > 1:
-        text = text.replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
+        server += f"workers = {workers}\n"
+    text = text.replace("[server]\n", server, 1)
     config.write_text(text, encoding="utf-8")
     return SignerSetup(directory=directory, port=port, token=token)
 
@@ -245,11 +250,13 @@ def start_signer(setup: SignerSetup) -> Process:
     )
 
 
-def start_baseline(workdir: Path, *, jwks_bytes: int) -> Process:
+def start_baseline(
+    workdir: Path, *, jwks_bytes: int, event_loop: EventLoopKind = DEFAULT_EVENT_LOOP
+) -> Process:
     """The baseline app (``scripts.benchlib.baseline``) on a free port."""
     port = free_port()
     argv = [sys.executable, "-m", "scripts.benchlib.baseline"]
-    argv += ["--port", str(port), "--jwks-bytes", str(jwks_bytes)]
+    argv += ["--port", str(port), "--jwks-bytes", str(jwks_bytes), "--event-loop", event_loop]
     return Process.start(
         "baseline",
         argv,

@@ -60,6 +60,30 @@ def test_restart_after_sigkill_keeps_the_same_keys(fresh_setup: Setup) -> None:
         second.stop()
 
 
+def test_serve_runs_on_uvloop_by_default(signer: SignerProcess) -> None:
+    assert "(event loop: uvloop)" in signer.log()
+
+
+def test_serve_on_the_asyncio_loop_signs_when_configured(fresh_setup: Setup) -> None:
+    """``[server] event_loop = "asyncio"`` is the way back from uvloop, and it serves."""
+    text = fresh_setup.config.read_text(encoding="utf-8")
+    fresh_setup.config.write_text(
+        text.replace("[server]\n", '[server]\nevent_loop = "asyncio"\n', 1), encoding="utf-8"
+    )
+    server = SignerProcess.start(fresh_setup)
+    try:
+        issued = server.request(
+            "POST",
+            "/v1/rings/default/jwt",
+            body={"claims": {"sub": "a"}},
+            token=fresh_setup.tokens["issuer"],
+        ).json()
+        assert issued["alg"] == "ES256"
+        assert "(event loop: asyncio)" in server.log()
+    finally:
+        assert server.stop() == 0
+
+
 def test_init_refuses_an_existing_setup(fresh_setup: Setup) -> None:
     before = fresh_setup.config.read_bytes()
     result = run_cli("init", "--dir", str(fresh_setup.directory), check=False)

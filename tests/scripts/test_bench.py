@@ -471,6 +471,15 @@ def test_cpu_per_item_prefers_the_servers_own_request_count() -> None:
     assert main.per_item_ms(result("x", None), 1.0) is None
 
 
+def test_an_unknown_event_loop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """By the bench, and by the baseline it starts on the same loop."""
+    with pytest.raises(SystemExit):
+        main.parse_args(["--event-loop", "trio"])
+    with pytest.raises(SystemExit):
+        baseline.main(["--port", "1", "--jwks-bytes", "100", "--event-loop", "trio"])
+    assert capsys.readouterr().err.count("invalid choice: 'trio'") == 2
+
+
 def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main.parse_args(["--scenarios", "jwks-200,nope"])
@@ -500,6 +509,7 @@ def test_a_short_real_run_writes_results(
     assert statuses["batch-es256"] in ("ok", "unavailable")
     assert {v for k, v in statuses.items() if k != "batch-es256"} == {"ok"}
     assert latest["machine"]["loader"].startswith("aiohttp client")
+    assert latest["settings"]["event_loop"] == "uvloop"
     assert "targets (reported, not asserted)" in out
 
 
@@ -507,15 +517,17 @@ def test_a_short_real_run_writes_results(
 def test_with_two_workers_the_signing_stages_are_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Read from whichever worker answers /metrics, which sums both (tests/e2e/test_workers)."""
+    """Read from whichever worker answers /metrics, which sums both (tests/e2e/test_workers);
+    on asyncio's own loop, for both servers."""
     options = ["--duration", "1", "--connections", "4", "--loader", "aiohttp", "--no-chart"]
+    options += ["--workers", "2", "--event-loop", "asyncio"]
     names = "baseline-post,sign-es256"
-    code = main.main(
-        [*options, "--workers", "2", "--scenarios", names, "--output-dir", str(tmp_path)]
-    )
+    code = main.main([*options, "--scenarios", names, "--output-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert "event loop: asyncio" in out
     latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["settings"]["event_loop"] == "asyncio"
     sign = next(s for s in latest["scenarios"] if s["name"] == "sign-es256")
     assert sign["status"] == "ok"
     assert sign["stages"]["sign+audit ms"] > 0

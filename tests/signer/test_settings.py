@@ -67,6 +67,14 @@ def test_contract_example_loads_with_defaults(tmp_path: Path) -> None:
     assert settings.principals[0].rate_limit.count == 200
 
 
+@pytest.mark.parametrize(("line", "kind"), [("", "uvloop"), ('event_loop = "asyncio"', "asyncio")])
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(
+    tmp_path: Path, line: str, kind: str
+) -> None:
+    text = BASE.replace("[server]", f"[server]\n{line}", 1)
+    assert load_settings(write(tmp_path, text)).server.event_loop == kind
+
+
 def test_pin_never_appears_in_repr(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, BASE))
     assert "1234" not in repr(settings)
@@ -155,6 +163,8 @@ def test_eddsa_ring_accepts_rfc9864_name(tmp_path: Path) -> None:
         ('url = "sqlite://state.db"', 'url = "mysql://x"', "store.url"),
         ('name = "default"', 'name = "default"\nperiod = "1d"', "rings[0].period"),
         ("[server]", "[server]\nlisten_port = 1", "server.listen_port"),
+        ("[server]", '[server]\nevent_loop = "trio"', "server.event_loop"),
+        ("[server]", "[server]\nevent_loop = 1", "server.event_loop"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(
