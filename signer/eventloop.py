@@ -1,8 +1,7 @@
 """The event loop ``signer serve`` runs on: ``[server] event_loop``.
 
-``uvloop`` (libuv, in C) is the default: on the 2-core development VM it cut the CPU per ES256
-token by 8-20% and per JWKS request by about as much, against asyncio's pure-Python selector loop
-(docs/performance.md). ``asyncio`` stays available for platforms without uvloop wheels and for
+``uvloop`` (libuv, in C) is the default: in paired runs on the 2-core development VM it cut the
+CPU per ES256 token by 3-20% against asyncio's pure-Python selector loop (docs/performance.md). ``asyncio`` stays available for platforms without uvloop wheels and for
 ruling the loop out when a problem is being chased.
 """
 
