@@ -7,10 +7,11 @@ returned here before doing so (this module never touches the environment of its 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,21 +60,22 @@ def provision_token(
     *,
     pin: str | None = None,
     so_pin: str | None = None,
-    softhsm2_util: str = "softhsm2-util",
+    module: str | None = None,
 ) -> SoftHsmToken:
     """Write ``directory/softhsm2.conf``, create ``directory/tokens`` and initialise a token there.
 
-    PINs are generated with ``secrets`` unless given. Refuses a directory that already has a
-    ``softhsm2.conf``, so that provisioning twice never leaves two tokens with one label.
+    PINs are generated with ``secrets`` unless given. They reach the token through a child
+    process's stdin (``signer.hsm.tokeninit``), never through a command line, which other local
+    users can read while it runs. ``module`` is SoftHSM2's PKCS#11 module (``find_module()``
+    unless given). Refuses a directory that already has a ``softhsm2.conf``, so that
+    provisioning twice never leaves two tokens with one label.
     """
     directory = directory.resolve()
     conf_path = directory / "softhsm2.conf"
     token_dir = directory / "tokens"
     pin = pin if pin is not None else secrets.token_hex(16)
     so_pin = so_pin if so_pin is not None else secrets.token_hex(16)
-    tool = shutil.which(softhsm2_util)
-    if tool is None:
-        raise HsmUnavailable(f"{softhsm2_util} not found; install SoftHSM2 (Debian: softhsm2)")
+    module = module if module is not None else find_module()
     if conf_path.exists():
         raise HsmError(f"{conf_path} already exists; refusing to provision a second token")
 
@@ -85,13 +87,23 @@ def provision_token(
         f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n",
         mode=0o644,
     )
+    _run_token_init(conf_path, module, label, pin=pin, so_pin=so_pin)
+    return SoftHsmToken(
+        conf_path=conf_path, token_dir=token_dir, label=label, pin=pin, so_pin=so_pin
+    )
 
+
+def token_init_command(module: str, label: str) -> list[str]:
+    """The child process that initialises the token: its arguments carry no PIN."""
+    return [sys.executable, "-m", "signer.hsm.tokeninit", "--module", module, "--label", label]
+
+
+def _run_token_init(conf_path: Path, module: str, label: str, *, pin: str, so_pin: str) -> None:
     env = {**os.environ, "SOFTHSM2_CONF": str(conf_path)}
-    argv = [tool, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", so_pin]
     try:
-        # An argument list, no shell: the PINs are never parsed or echoed by anything else.
-        result = subprocess.run(  # noqa: S603 - tool path from shutil.which, fixed arguments
-            argv,
+        result = subprocess.run(  # noqa: S603 -- our own module, fixed arguments
+            token_init_command(module, label),
+            input=json.dumps({"pin": pin, "so_pin": so_pin}),
             env=env,
             capture_output=True,
             text=True,
@@ -99,18 +111,10 @@ def provision_token(
             timeout=_INIT_TIMEOUT_S,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        # Not chained: the exception's text holds the command line, PINs included.
-        raise HsmError(
-            f"could not run {softhsm2_util} --init-token: {type(exc).__name__}"
-        ) from None
+        raise HsmError(f"could not initialise the token: {type(exc).__name__}") from None
     if result.returncode != 0:
         output = _redact(result.stderr.strip() or result.stdout.strip(), pin, so_pin)
-        raise HsmError(
-            f"{softhsm2_util} --init-token failed with exit code {result.returncode}: {output}"
-        )
-    return SoftHsmToken(
-        conf_path=conf_path, token_dir=token_dir, label=label, pin=pin, so_pin=so_pin
-    )
+        raise HsmError(f"initialising token {label!r} failed: {output}")
 
 
 def _redact(text: str, *secrets_: str) -> str:
