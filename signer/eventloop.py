@@ -1,8 +1,9 @@
 """The event loop ``signer serve`` runs on: ``[server] event_loop``.
 
 ``uvloop`` (libuv, in C) is the default: in paired runs on the 2-core development VM it cut the
-CPU per ES256 token by 3-20% against asyncio's pure-Python selector loop (docs/performance.md). ``asyncio`` stays available for platforms without uvloop wheels and for
-ruling the loop out when a problem is being chased.
+CPU per ES256 token by 3-20% against asyncio's pure-Python selector loop (docs/performance.md).
+``asyncio`` stays available for platforms without uvloop wheels and for ruling the loop out when
+a problem is being chased.
 """
 
 from __future__ import annotations
