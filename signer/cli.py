@@ -17,6 +17,7 @@ from typing import Any
 from jwks.jwk import Jwk, published_jwk
 from jwks.records import KeyState
 from jwks.thumbprint import KeyId
+from signer.audit.chain import GENESIS, check_hex
 from signer.audit.verify import verify_export
 from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.codesign.cli import add_sign_commands
@@ -218,8 +219,14 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ConfigError("pass --config (the live store) or --file (an export)")
+        if args.after or args.prev:
+            raise ConfigError("--after and --prev go with --file (an export made with --after)")
         lines, keys = asyncio.run(_stored_audit(load_settings(Path(args.config)), 0))
-    report = verify_export(lines, keys)
+    if (args.after > 0) != (args.prev is not None):
+        raise ConfigError("--after SEQ and --prev HASH go together: the record the export follows")
+    if args.prev == GENESIS:
+        raise ConfigError("--prev: 64 zeros is what record 1 follows, not a record's hash")
+    report = verify_export(lines, keys, after=args.after, prev=args.prev or GENESIS)
     print(report.summary)
     return 0 if report.ok else 1
 
@@ -314,12 +321,34 @@ def _add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     verify.add_argument("--config", help="path to signer.toml (verify the live store)")
     verify.add_argument("--file", help="a JSON Lines export to verify instead")
     verify.add_argument("--keys", help="with --file: the JWKS of GET /v1/audit/keys")
+    verify.add_argument(
+        "--after",
+        type=_seq,
+        default=0,
+        help="with --file: the export starts after record SEQ (audit export --after SEQ)",
+    )
+    verify.add_argument("--prev", type=_hash, help="with --after: the hash of record SEQ")
     verify.set_defaults(func=_cmd_audit_verify)
     export = audit_commands.add_parser("export", help="write the log as JSON Lines")
     export.add_argument("--config", required=True, help="path to signer.toml")
-    export.add_argument("--after", type=int, default=0, help="only records with seq > AFTER")
+    export.add_argument("--after", type=_seq, default=0, help="only records with seq > AFTER")
     export.add_argument("--output", help="file to write (default: standard output)")
     export.set_defaults(func=_cmd_audit_export)
+
+
+def _seq(text: str) -> int:
+    """A record's seq on the command line: 0 or more, ASCII digits."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a record seq (0 or more), got {text!r}")
+    return int(text)
+
+
+def _hash(text: str) -> str:
+    """A record's hash on the command line: 64 lowercase hex digits."""
+    try:
+        return check_hex(text, "a record hash")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_approval_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -124,6 +124,61 @@ def test_an_export_verifies_offline_with_only_the_public_key(
     assert "signed checkpoints verify" in result.stdout
 
 
+def test_an_export_after_a_record_verifies_offline_from_that_record(
+    audited: Setup, tmp_path: Path
+) -> None:
+    """``export --after N`` links to record N: ``verify --after N --prev <its hash>``."""
+    exported = tmp_path / "tail.jsonl"
+    run_cli(
+        "audit",
+        "export",
+        "--config",
+        str(audited.config),
+        "--after",
+        "3",
+        "--output",
+        str(exported),
+    )
+    server = SignerProcess.start(audited)
+    try:
+        (tmp_path / "keys.json").write_bytes(server.request("GET", "/v1/audit/keys").body)
+    finally:
+        server.stop()
+    verify = ["audit", "verify", "--file", str(exported), "--keys", str(tmp_path / "keys.json")]
+    prev = str(stored(audited, 3)["hash"])
+
+    result = run_cli(*verify, "--after", "3", "--prev", prev)
+    assert result.returncode == 0, result.stdout
+    assert "signed checkpoints verify, covering seq 4.." in result.stdout
+
+    wrong = run_cli(*verify, "--after", "3", "--prev", "1" * 64, check=False)
+    assert wrong.returncode == 1
+    assert "FAIL: record seq 4 (line 1)" in wrong.stdout
+    unanchored = run_cli(*verify, check=False)
+    assert unanchored.returncode == 1
+    assert "FAIL: record seq 4 (line 1)" in unanchored.stdout
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--after", "3"],
+        ["--prev", "1" * 64],
+        ["--after", "x", "--prev", "1" * 64],
+        ["--after", "3", "--prev", "0" * 64],
+        ["--after", "3", "--prev", "ABC"],
+    ],
+)
+def test_after_and_prev_go_together_and_are_checked(
+    audited: Setup, tmp_path: Path, extra: list[str]
+) -> None:
+    exported = tmp_path / "audit.jsonl"
+    exported.write_text("", encoding="utf-8")
+    result = run_cli("audit", "verify", "--file", str(exported), *extra, check=False)
+    assert result.returncode == 2
+    assert "--after" in result.stderr or "--prev" in result.stderr
+
+
 def tamper(setup: Setup, statements: list[tuple[str, tuple[object, ...]]]) -> str:
     """Apply SQL to a copy of the store, verify it, restore; return verify's output."""
     db = setup.directory / "state.db"
