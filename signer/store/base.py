@@ -21,7 +21,7 @@ from typing import Final, Protocol
 from jwks.records import KeyRecord, KeyState
 from jwks.thumbprint import KeyId
 from signer.approvals.rules import ApprovalRequest
-from signer.audit.chain import AuditEntry, AuditRecord
+from signer.audit.chain import GENESIS, AuditEntry, AuditRecord
 from signer.codesign.records import SigningRequest
 from signer.errors import Conflict, KeyNotActive
 
@@ -72,6 +72,19 @@ class KeyUpdate:
 
     record: KeyRecord
     expected: KeyState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditAnchor:
+    """Where the stored audit log starts: records up to ``seq`` were archived and pruned
+    (``signer audit prune``), and the first stored record links to ``hash``, that of ``seq``."""
+
+    seq: int
+    hash: str
+
+
+# A log nothing was pruned from starts at record 1, which links to the genesis value.
+NO_ANCHOR: Final = AuditAnchor(seq=0, hash=GENESIS)
 
 
 class StateStore(Protocol):
@@ -145,6 +158,22 @@ class StateStore(Protocol):
 
     async def audit_raw(self, *, after: int = 0) -> list[str]:
         """The stored JSON text of each audit record with ``seq > after`` (for verification)."""
+        ...
+
+    async def audit_anchor(self) -> AuditAnchor:
+        """Where the stored log starts (``NO_ANCHOR`` if nothing was ever pruned)."""
+        ...
+
+    async def prune_audit(
+        self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
+    ) -> list[AuditRecord]:
+        """Remove the records up to ``through``, make that record the anchor and append
+        ``audit``, in one transaction; the appended records.
+
+        ``StaleWrite``, with nothing changed, unless record ``through`` is stored with
+        ``expected_hash`` and a record after it is stored too: the log never becomes empty, so
+        its head (what the next record links to) is always a stored record.
+        """
         ...
 
     async def insert_approval(

@@ -48,7 +48,15 @@ from signer.audit.chain import AuditEntry, AuditRecord, link_all
 from signer.codesign.records import SigningRequest
 from signer.codesign.records import from_json as signing_request_from_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import Fence, FencedOut, KeysNotActive, KeyUpdate, StaleWrite
+from signer.store.base import (
+    NO_ANCHOR,
+    AuditAnchor,
+    Fence,
+    FencedOut,
+    KeysNotActive,
+    KeyUpdate,
+    StaleWrite,
+)
 from signer.store.redis_client import (
     MAX_CONNECTIONS,
     Connection,
@@ -70,6 +78,8 @@ from signer.store.redis_documents import (
     versioned,
 )
 from signer.store.redis_schema import (
+    AUDIT_LAST_SCRIPT,
+    AUDIT_RANGE_SCRIPT,
     LEASE_SCRIPT,
     WATERMARK_SCRIPT,
     Names,
@@ -110,6 +120,8 @@ class RedisStore(VersionedDocuments):
         self._names = Names(prefix)
         self._lease = client.register_script(LEASE_SCRIPT)
         self._watermark = client.register_script(WATERMARK_SCRIPT)
+        self._audit_range = client.register_script(AUDIT_RANGE_SCRIPT)
+        self._audit_last = client.register_script(AUDIT_LAST_SCRIPT)
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS - 8)  # leave room for subscriptions
         self._closed = False
         self._closing = asyncio.Event()
@@ -363,28 +375,63 @@ class RedisStore(VersionedDocuments):
         """Records with ``seq > after`` in order, at most ``limit``."""
         if limit == 0:
             return []
-        stop = -1 if limit is None else after + limit - 1
-        return [AuditRecord.from_json(json.loads(raw)) for raw in await self._raw(after, stop)]
+        raws = await self._raw(after, -1 if limit is None else limit)
+        return [AuditRecord.from_json(json.loads(raw)) for raw in raws]
 
     async def audit_last(self, *, action: str | None = None) -> AuditRecord | None:
-        """The newest audit record (of ``action``), if any."""
+        """The newest audit record (of ``action``), if any is stored."""
+        names = self._names
         async with self._session():
-            index = -1
-            if action is not None:
-                seq = await self._client.hget(self._names.audit_last, action)
-                if seq is None:
-                    return None
-                index = int(seq) - 1
-            raw = await self._client.lindex(self._names.audit, index)
+            raw = await self._audit_last(
+                keys=[names.audit, names.audit_anchor, names.audit_last], args=[action or ""]
+            )
         return None if raw is None else AuditRecord.from_json(json.loads(raw))
 
     async def audit_raw(self, *, after: int = 0) -> list[str]:
         """The stored JSON of each record with ``seq > after``, unparsed, for verification."""
         return await self._raw(after, -1)
 
-    async def _raw(self, after: int, stop: int) -> list[str]:
+    async def _raw(self, after: int, limit: int) -> list[str]:
         async with self._session():
-            return texts(await self._client.lrange(self._names.audit, max(after, 0), stop))
+            return texts(
+                await self._audit_range(
+                    keys=[self._names.audit, self._names.audit_anchor], args=[max(after, 0), limit]
+                )
+            )
+
+    async def audit_anchor(self) -> AuditAnchor:
+        """Where the stored log starts (``NO_ANCHOR`` if nothing was ever pruned)."""
+        async with self._session():
+            stored = text_row(await self._client.hgetall(self._names.audit_anchor))
+        if not stored:
+            return NO_ANCHOR
+        return AuditAnchor(seq=int(stored["seq"]), hash=stored["hash"])
+
+    async def prune_audit(
+        self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
+    ) -> list[AuditRecord]:
+        """Trim records up to ``through`` (stored with ``expected_hash``, and not the head),
+        anchor the chain there and append ``audit``, in one ``EXEC``; else ``StaleWrite``."""
+        names = self._names
+
+        async def prepare(pipe: Pipeline) -> tuple[list[AuditRecord], Queue]:
+            base = int(await pipe.hget(names.audit_anchor, "seq") or 0)
+            index = through - 1 - base
+            raw = None if index < 0 else await pipe.lindex(names.audit, index)
+            if raw is None or AuditRecord.from_json(json.loads(raw)).hash != expected_hash:
+                raise StaleWrite(f"audit record {through} is not stored with that hash")
+            if index + 1 >= await pipe.llen(names.audit):
+                raise StaleWrite(f"audit record {through} is the head: nothing would remain")
+            chained = await self._chain(pipe, audit)
+
+            def queue(pipe: Pipeline) -> None:
+                pipe.ltrim(names.audit, index + 1, -1)
+                pipe.hset(names.audit_anchor, mapping={"seq": str(through), "hash": expected_hash})
+                self._queue_audit(pipe, chained)
+
+            return chained, queue
+
+        return await self._transact([names.audit, names.audit_anchor], prepare)
 
     async def insert_approval(
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()

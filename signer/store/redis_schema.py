@@ -1,4 +1,4 @@
-"""How the Redis store lays out its data: key names, record encoding and its two Lua scripts.
+"""How the Redis store lays out its data: key names, record encoding and its Lua scripts.
 
 Every name starts with the deployment's prefix (default ``signer:``)::
 
@@ -8,8 +8,10 @@ Every name starts with the deployment's prefix (default ``signer:``)::
     keyseq             string the last ``seq`` handed out
     key_id:<key_id>    string the kid holding this token key id (SQLite's UNIQUE key_id)
     active:<ring>      string the ring's active kid (SQLite's one_active_per_ring index)
-    audit              list   record JSON, record ``seq`` at index ``seq - 1``
+    audit              list   record JSON, record ``seq`` at index ``seq - 1 - anchor seq``
     audit:last         hash   action -> seq of its newest record (``audit_last(action=…)``)
+    audit:anchor       hash   ``seq`` and ``hash`` of the last record pruned (``prune_audit``);
+                       absent until the first prune, which is as if ``seq`` were 0
     approval:<id>      hash   ``state``, ``version``, ``body`` (the request's JSON)
     approvals          zset   approval ids scored by ``created_at``
     signing_request:<id>  hash  the same for a signing request (signer.codesign)
@@ -79,6 +81,39 @@ return current
 """
 
 
+# The stored records with seq > ARGV[1], at most ARGV[2] of them (-1: all), as list entries.
+# KEYS: audit, audit:anchor. In Lua so that the list and its anchor (which moves the list's
+# indexes when a prune trims it) are read as of one instant.
+AUDIT_RANGE_SCRIPT: Final = """
+local start = tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+if start < 0 then
+  start = 0
+end
+local stop = -1
+if tonumber(ARGV[2]) >= 0 then
+  stop = start + tonumber(ARGV[2]) - 1
+end
+return redis.call('LRANGE', KEYS[1], start, stop)
+"""
+
+# The newest record, or the newest of action ARGV[1] (nil, i.e. false, if none is stored).
+# KEYS: audit, audit:anchor, audit:last.
+AUDIT_LAST_SCRIPT: Final = """
+if ARGV[1] == '' then
+  return redis.call('LINDEX', KEYS[1], -1)
+end
+local seq = redis.call('HGET', KEYS[3], ARGV[1])
+if not seq then
+  return false
+end
+local index = tonumber(seq) - 1 - tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+if index < 0 then
+  return false
+end
+return redis.call('LINDEX', KEYS[1], index)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Names:
     """The key names of one deployment (one prefix)."""
@@ -120,6 +155,11 @@ class Names:
     def audit_last(self) -> str:
         """The newest seq of each action."""
         return f"{self.prefix}audit:last"
+
+    @property
+    def audit_anchor(self) -> str:
+        """Where the stored chain starts, once pruned."""
+        return f"{self.prefix}audit:anchor"
 
     def document(self, kind: str, doc_id: str) -> str:
         """One versioned document (an approval or a signing request)."""

@@ -33,7 +33,15 @@ from signer.codesign.records import SigningRequest
 from signer.codesign.records import from_json as signing_request_from_json
 from signer.codesign.records import to_json as signing_request_json
 from signer.errors import KeyNotActive, StoreError, StoreUnavailable
-from signer.store.base import Fence, FencedOut, KeysNotActive, KeyUpdate, StaleWrite
+from signer.store.base import (
+    NO_ANCHOR,
+    AuditAnchor,
+    Fence,
+    FencedOut,
+    KeysNotActive,
+    KeyUpdate,
+    StaleWrite,
+)
 from signer.store.sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, from_row, to_row
 
 T = TypeVar("T")
@@ -41,6 +49,8 @@ T = TypeVar("T")
 AUDIT_ROWS_PER_INSERT = 300
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 LOCKED_RETRY_S = 0.02
+# The meta row holding the audit log's anchor (``prune_audit``), as {"seq": …, "hash": …}.
+AUDIT_ANCHOR = "audit.anchor"
 
 
 @contextmanager
@@ -99,6 +109,14 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> li
         values = [value for r in chunk for value in (r.seq, r.hash, r.line())]
         conn.execute(f"INSERT INTO audit (seq, hash, record) VALUES {rows}", values)  # noqa: S608 -- placeholders only
     return records
+
+
+def _anchor(conn: sqlite3.Connection) -> AuditAnchor:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (AUDIT_ANCHOR,)).fetchone()
+    if row is None:
+        return NO_ANCHOR
+    stored = json.loads(row[0])
+    return AuditAnchor(seq=int(stored["seq"]), hash=str(stored["hash"]))
 
 
 def _require_active(conn: sqlite3.Connection, kids: Sequence[KeyId]) -> None:
@@ -342,6 +360,35 @@ class SqliteStore:
             return [str(row[0]) for row in rows]
 
         return await self._run(query)
+
+    async def audit_anchor(self) -> AuditAnchor:
+        """Where the stored log starts (``NO_ANCHOR`` if nothing was ever pruned)."""
+        return await self._run(_anchor)
+
+    async def prune_audit(
+        self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
+    ) -> list[AuditRecord]:
+        """Remove records up to ``through`` (stored with ``expected_hash``, and not the head),
+        anchor the log there and append ``audit``, in one transaction; else ``StaleWrite``."""
+
+        def prune(conn: sqlite3.Connection) -> list[AuditRecord]:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT hash FROM audit WHERE seq = ?", (through,)).fetchone()
+                if row is None or row[0] != expected_hash:
+                    raise StaleWrite(f"audit record {through} is not stored with that hash")
+                if conn.execute("SELECT 1 FROM audit WHERE seq > ?", (through,)).fetchone() is None:
+                    raise StaleWrite(f"audit record {through} is the head: nothing would remain")
+                conn.execute("DELETE FROM audit WHERE seq <= ?", (through,))
+                anchor = json.dumps({"seq": through, "hash": expected_hash})
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (AUDIT_ANCHOR, anchor),
+                )
+                return _append_audit(conn, audit)
+
+        return await self._run(prune)
 
     async def get_meta(self, key: str) -> str | None:
         """A small named value (e.g. the audit key's kid)."""

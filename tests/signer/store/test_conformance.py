@@ -18,6 +18,8 @@ from signer.audit.chain import AuditEntry
 from signer.audit.chaincheck import verify_chain
 from signer.errors import KeyNotActive
 from signer.store.base import (
+    NO_ANCHOR,
+    AuditAnchor,
     Fence,
     FencedOut,
     KeysNotActive,
@@ -194,6 +196,52 @@ async def test_audit_appends_chain_in_order_across_writes(store: StateStore) -> 
     assert await store.get_meta("m") == "v"
 
 
+async def test_a_pruned_log_starts_after_its_anchor_and_chains_on(store: StateStore) -> None:
+    """``prune_audit``: the records up to the cut go, reads start after it, and the chain goes
+    on from the head as before (the anchor links the first kept record)."""
+    assert await store.audit_anchor() == NO_ANCHOR
+    kept = await store.append_audit([audit_entry(f"a{n}", n) for n in range(1, 6)])
+    cut = kept[2]  # seq 3
+    (pruned,) = await store.prune_audit(
+        through=3, expected_hash=cut.hash, audit=[audit_entry("audit.prune", 6)]
+    )
+    assert await store.audit_anchor() == AuditAnchor(seq=3, hash=cut.hash)
+    assert (pruned.seq, pruned.prev) == (6, kept[-1].hash)
+    records = await store.audit_records()
+    assert [r.seq for r in records] == [4, 5, 6]
+    assert await store.audit_records(after=0, limit=1) == records[:1]
+    assert await store.audit_records(after=4, limit=1) == records[1:2]
+    assert await store.audit_records(after=6) == []
+    assert verify_chain(await store.audit_raw(), start_seq=4, start_prev=cut.hash).ok
+    assert await store.audit_raw(after=5) == [pruned.line()]
+    assert await store.audit_last() == pruned
+    assert await store.audit_last(action="a4") == records[0]
+    assert await store.audit_last(action="a2") is None  # pruned
+    (after,) = await store.append_audit([audit_entry("a7", 7)])
+    assert (after.seq, after.prev) == (7, pruned.hash)
+
+
+async def test_a_prune_refused_changes_nothing(store: StateStore) -> None:
+    """The cut must be stored with the hash the caller verified, and must not be the head."""
+    kept = await store.append_audit([audit_entry(f"a{n}", n) for n in range(1, 4)])
+    attempts = [
+        (2, kept[0].hash),  # another record's hash
+        (9, kept[0].hash),  # no such record
+        (3, kept[2].hash),  # the head: nothing would remain
+    ]
+    for through, expected in attempts:
+        with pytest.raises(StaleWrite):
+            await store.prune_audit(
+                through=through, expected_hash=expected, audit=[audit_entry("audit.prune")]
+            )
+    assert await store.audit_records() == kept
+    assert await store.audit_anchor() == NO_ANCHOR
+    await store.prune_audit(through=1, expected_hash=kept[0].hash)
+    with pytest.raises(StaleWrite):  # already pruned
+        await store.prune_audit(through=1, expected_hash=kept[0].hash)
+    assert [r.seq for r in await store.audit_records()] == [2, 3]
+
+
 async def test_a_failed_key_write_appends_no_audit_record(store: StateStore) -> None:
     """Nothing half-applied: the change and its record commit together or not at all."""
     await store.insert_key(record("k1"))
@@ -277,6 +325,24 @@ async def test_concurrent_audit_appends_from_two_handles_form_one_chain(reopen: 
     assert report.ok, report.first_bad
     assert report.count == 62
     assert [r.seq for r in await second.audit_records()] == list(range(1, 63))
+
+
+async def test_a_prune_racing_appends_from_another_handle_keeps_one_chain(reopen: Reopen) -> None:
+    """``signer audit prune`` runs beside a serving signer: its cut never forks the chain."""
+    first, second = await reopen(), await reopen()
+    base = await first.append_audit([audit_entry("a", n) for n in range(10)])
+
+    async def append() -> None:
+        for n in range(20):
+            await second.append_audit([audit_entry("b", n)])
+
+    await asyncio.gather(
+        append(), first.prune_audit(through=5, expected_hash=base[4].hash, audit=[audit_entry("p")])
+    )
+    report = verify_chain(await second.audit_raw(), start_seq=6, start_prev=base[4].hash)
+    assert report.ok, report.first_bad
+    assert report.count == 5 + 20 + 1
+    assert await second.audit_anchor() == AuditAnchor(seq=5, hash=base[4].hash)
 
 
 async def test_lease_epoch_holds_on_renewal_and_another_owner_waits(store: StateStore) -> None:
