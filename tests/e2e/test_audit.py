@@ -336,3 +336,55 @@ async def test_every_token_a_client_received_is_audited_after_sigkill(fresh_setu
     assert missing == []
     assert len(audited_jtis) >= len(received)
     assert run_cli("audit", "verify", "--config", str(fresh_setup.config)).returncode == 0
+
+
+def test_prune_beside_a_serving_signer_leaves_two_verifiable_halves(
+    audited: Setup, tmp_path: Path
+) -> None:
+    """``audit prune`` while the signer serves: the archive verifies offline, the store verifies
+    from its anchor, and the signer's checkpoints go on covering what it writes next."""
+    before = export(audited)
+    server = SignerProcess.start(audited)
+    issuer = audited.tokens["issuer"]
+    try:
+        archive = tmp_path / "archive.jsonl"
+        pruned = run_cli(
+            "audit", "prune", "--config", str(audited.config), "--archive", str(archive)
+        )
+        assert pruned.stdout.startswith("archived seq 1..")
+        (tmp_path / "keys.json").write_bytes(server.request("GET", "/v1/audit/keys").body)
+        for i in range(3):
+            server.request(
+                "POST", "/v1/rings/default/jwt", body={"claims": {"sub": f"v{i}"}}, token=issuer
+            )
+    finally:
+        assert server.stop() == 0  # a checkpoint over the new records, at shutdown
+    archived = [json.loads(line) for line in archive.read_text(encoding="utf-8").splitlines()]
+    assert archived == before[: len(archived)]
+    offline = run_cli(
+        "audit", "verify", "--file", str(archive), "--keys", str(tmp_path / "keys.json")
+    )
+    assert "signed checkpoints verify, covering seq 1.." in offline.stdout
+    live = run_cli("audit", "verify", "--config", str(audited.config))
+    assert live.returncode == 0, live.stdout
+    kept = export(audited)
+    anchor = archived[-1]["details"]
+    assert isinstance(anchor, dict)
+    assert kept[0]["seq"] == anchor["seq"] + 1
+    assert kept[0]["prev"] == anchor["hash"]
+    assert [r["action"] for r in kept].count("audit.prune") == 1
+    assert kept[-1]["action"] == "audit.checkpoint"
+    assert f"covering seq {anchor['seq'] + 1}..{kept[-2]['seq']}" in live.stdout
+
+
+def test_prune_refuses_a_log_that_does_not_verify(audited: Setup, tmp_path: Path) -> None:
+    changed = stored(audited, 3) | {"actor": "eve"}
+    with sqlite3.connect(audited.directory / "state.db") as conn:
+        conn.execute("UPDATE audit SET record = ? WHERE seq = 3", (json.dumps(changed),))
+    archive = tmp_path / "archive.jsonl"
+    result = run_cli(
+        "audit", "prune", "--config", str(audited.config), "--archive", str(archive), check=False
+    )
+    assert result.returncode == 2
+    assert "does not verify, so nothing is pruned: FAIL: record seq 3" in result.stderr
+    assert not archive.exists()

@@ -1,0 +1,191 @@
+"""``signer audit prune``: cut at a signed checkpoint, both halves verify, nothing lost.
+
+A real audit writer on a real SQLite file signs checkpoints with a real P-256 key; the archive
+and the store are then checked the way an auditor would, with ``verify_export``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from jwks.b64 import b64url_encode
+from jwks.jwk import Jwk
+from signer.audit.chain import format_time
+from signer.audit.prune import PRUNE_ACTION, PruneRefused, prune, read_lines
+from signer.audit.verify import verify_export
+from signer.audit.writer import AuditWriter
+from signer.store.base import NO_ANCHOR, AuditAnchor
+from signer.store.sqlite import SqliteStore
+from tests.fakes import MovingClock
+
+T0 = 1_790_000_000.0
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+async def es256(payload: bytes) -> bytes:
+    """What the HSM's audit key returns: ES256 r || s."""
+    r, s = decode_dss_signature(KEY.sign(payload, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def audit_keys() -> list[Jwk]:
+    numbers = KEY.public_key().public_numbers()
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url_encode(numbers.x.to_bytes(32, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(32, "big")),
+        "kid": "audit-k",
+    }
+    return [Jwk(**jwk)]  # type: ignore[typeddict-item]
+
+
+class Log:
+    """A store with a writer that signs checkpoints; ``sign(n)`` commits n records and signs."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = MovingClock(T0)
+        self.store = SqliteStore(tmp_path / "state.db")
+        self.writer = AuditWriter(
+            self.store, clock=self.clock, checkpoint_kid="audit-k", checkpoint_sign=es256
+        )
+
+    async def sign(self, n: int) -> int:
+        """Commit ``n`` records, then a checkpoint over them; the seq the checkpoint names."""
+        for i in range(n):
+            await self.writer.record(
+                actor="idp", action="jwt.sign", target="ring/default", details={"n": i}
+            )
+        self.clock.now += 60
+        checkpoint = await self.writer.checkpoint()
+        assert checkpoint is not None
+        named = checkpoint.details["seq"]
+        assert isinstance(named, int)
+        return named
+
+    async def verify_store(self) -> str:
+        anchor = await self.store.audit_anchor()
+        lines = await self.store.audit_raw()
+        report = verify_export(lines, audit_keys(), after=anchor.seq, prev=anchor.hash)
+        assert report.ok, report.summary
+        return report.summary
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> AsyncIterator[Log]:
+    log = Log(tmp_path)
+    await log.writer.start()
+    yield log
+    await log.writer.aclose()
+    await log.store.aclose()
+
+
+async def test_both_halves_verify_and_the_store_chains_on(log: Log, tmp_path: Path) -> None:
+    await log.sign(5)
+    named = await log.sign(5)
+    archive = tmp_path / "archive-1.jsonl"
+
+    said = await prune(log.store, audit_keys(), archive, now=log.clock())
+
+    anchor = await log.store.audit_anchor()
+    assert anchor.seq == named
+    archived = read_lines(archive)
+    assert [json.loads(line)["seq"] for line in archived] == list(range(1, named + 2))
+    report = verify_export(archived, audit_keys())
+    assert report.ok
+    assert f"covering seq 1..{named}" in report.summary
+    stored = await log.store.audit_records()
+    assert stored[0].seq == named + 1  # the checkpoint: in the archive and in the store
+    assert stored[-1].action == PRUNE_ACTION
+    assert f"sha256 {stored[-1].details['archive_sha256']}" in said
+    assert f"vouching for seq {named}" in await log.verify_store()
+    await log.sign(3)  # the writer's own head was pruned: it still signs what follows
+    assert f"covering seq {named + 1}.." in await log.verify_store()
+
+
+async def test_a_second_prune_starts_where_the_first_ended(log: Log, tmp_path: Path) -> None:
+    first = await log.sign(4)
+    await prune(log.store, audit_keys(), tmp_path / "a1.jsonl", now=log.clock())
+    second = await log.sign(4)
+    await prune(log.store, audit_keys(), tmp_path / "a2.jsonl", now=log.clock())
+
+    archived = read_lines(tmp_path / "a2.jsonl")
+    assert json.loads(archived[0])["seq"] == first + 1
+    previous = AuditAnchor(
+        seq=first, hash=json.loads(read_lines(tmp_path / "a1.jsonl")[first - 1])["hash"]
+    )
+    report = verify_export(archived, audit_keys(), after=previous.seq, prev=previous.hash)
+    assert report.ok, report.summary
+    assert (await log.store.audit_anchor()).seq == second
+    await log.verify_store()
+
+
+async def test_through_and_older_than_choose_an_earlier_checkpoint(
+    log: Log, tmp_path: Path
+) -> None:
+    first = await log.sign(3)
+    first_signed = format_time(log.clock())
+    second = await log.sign(3)
+    assert second > first
+
+    said = await prune(
+        log.store, audit_keys(), tmp_path / "a.jsonl", now=log.clock(), through=second - 1
+    )
+    assert (await log.store.audit_anchor()).seq == first
+    assert f"after seq {first} " in said
+    nothing = await prune(
+        log.store, audit_keys(), tmp_path / "b.jsonl", now=log.clock(), signed_before=first_signed
+    )
+    assert nothing.startswith("nothing to prune")
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+async def test_without_a_checkpoint_after_the_anchor_nothing_is_pruned(
+    log: Log, tmp_path: Path
+) -> None:
+    for i in range(3):
+        await log.writer.record(actor="idp", action="jwt.sign", target="r", details={"n": i})
+    said = await prune(log.store, audit_keys(), tmp_path / "a.jsonl", now=log.clock())
+    assert said.startswith("nothing to prune")
+    assert await log.store.audit_anchor() == NO_ANCHOR
+
+
+async def test_a_log_that_does_not_verify_is_not_pruned(log: Log, tmp_path: Path) -> None:
+    await log.sign(4)
+    await log.writer.aclose()
+    await log.store.aclose()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute(
+            "UPDATE audit SET record = replace(record, '\"n\":1', '\"n\":7') WHERE seq = 2"
+        )
+    store = SqliteStore(tmp_path / "state.db")
+    try:
+        with pytest.raises(
+            PruneRefused, match="does not verify, so nothing is pruned: FAIL: record seq 2"
+        ):
+            await prune(store, audit_keys(), tmp_path / "a.jsonl", now=T0)
+        assert not (tmp_path / "a.jsonl").exists()
+        assert await store.audit_anchor() == NO_ANCHOR
+        assert len(await store.audit_raw()) == 5
+    finally:
+        await store.aclose()
+
+
+async def test_no_keys_or_an_existing_archive_prunes_nothing(log: Log, tmp_path: Path) -> None:
+    await log.sign(4)
+    with pytest.raises(PruneRefused, match="no audit key"):
+        await prune(log.store, [], tmp_path / "a.jsonl", now=log.clock())
+    existing = tmp_path / "a.jsonl"
+    existing.write_text("mine\n", encoding="utf-8")
+    with pytest.raises(PruneRefused, match="already exists"):
+        await prune(log.store, audit_keys(), existing, now=log.clock())
+    assert existing.read_text(encoding="utf-8") == "mine\n"
+    assert await log.store.audit_anchor() == NO_ANCHOR
