@@ -32,6 +32,12 @@ def ref_of(record: KeyRecord) -> KeyRef:
     return KeyRef(key_id=record.key_id, label=record.label, alg=record.alg)
 
 
+# Distinct ``typ`` values whose encoded header a signing key keeps. The caller picks ``typ``, so
+# an unbounded cache would grow with every new value for as long as the key signs; past this
+# many, a header is encoded per request (a few microseconds).
+MAX_CACHED_HEADERS = 16
+
+
 @dataclass(slots=True, kw_only=True)
 class SigningKey:
     """The active key of a ring, with its encoded JWS headers cached per ``typ``."""
@@ -41,11 +47,12 @@ class SigningKey:
     _headers: dict[str, bytes] = field(default_factory=dict)
 
     def header(self, typ: str) -> bytes:
-        """The base64url JWS header for ``typ``, encoded once."""
+        """The base64url JWS header for ``typ``, encoded once for the first few ``typ``s."""
         encoded = self._headers.get(typ)
         if encoded is None:
             encoded = encode_header(self.record.alg, self.record.kid, typ)
-            self._headers[typ] = encoded
+            if len(self._headers) < MAX_CACHED_HEADERS:
+                self._headers[typ] = encoded
         return encoded
 
 

@@ -48,8 +48,7 @@ class JwtRequest:
                     f"claim {name!r} is set by the signer and must not be sent",
                     field=f"claims.{name}",
                 )
-        if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
-            raise InvalidField("claim 'jti' must be a non-empty string", field="claims.jti")
+        _check_registered(claims)
         if "nbf" in claims:
             raise ReservedClaim(
                 "claim 'nbf' is not accepted: tokens are valid from 'iat'", field="claims.nbf"
@@ -76,6 +75,24 @@ class JwtRequest:
         claims["exp"] = now + ttl
         claims.setdefault("jti", _jtis.next())
         return claims
+
+
+def _check_registered(claims: Mapping[str, Any]) -> None:
+    """RFC 7519 §4.1: ``iss`` and ``sub`` are strings (StringOrURI), ``aud`` a string or an
+    array of them, and ``jti`` a non-empty string. Verifiers refuse a token that breaks these,
+    and the audit record hashes ``sub`` only when it is a string."""
+    for name in ("iss", "sub"):
+        if name in claims and not isinstance(claims[name], str):
+            raise InvalidField(f"claim {name!r} must be a string", field=f"claims.{name}")
+    if "aud" in claims:
+        aud = claims["aud"]
+        many = isinstance(aud, list) and aud and all(isinstance(item, str) for item in aud)
+        if not isinstance(aud, str) and not many:
+            raise InvalidField(
+                "claim 'aud' must be a string or a non-empty array of strings", field="claims.aud"
+            )
+    if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
+        raise InvalidField("claim 'jti' must be a non-empty string", field="claims.jti")
 
 
 class _JtiPool:

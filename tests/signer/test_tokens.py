@@ -68,6 +68,11 @@ def test_a_forked_worker_does_not_repeat_its_parents_jtis() -> None:
         ({"claims": {}, "ttl": True}, InvalidField, "ttl"),
         ({"claims": {}, "typ": "a b"}, InvalidField, "typ"),
         ({"claims": {"jti": 5}}, InvalidField, "claims.jti"),
+        ({"claims": {"sub": 123}}, InvalidField, "claims.sub"),
+        ({"claims": {"iss": ["a"]}}, InvalidField, "claims.iss"),
+        ({"claims": {"aud": 5}}, InvalidField, "claims.aud"),
+        ({"claims": {"aud": []}}, InvalidField, "claims.aud"),
+        ({"claims": {"aud": ["a", 1]}}, InvalidField, "claims.aud"),
         ({"claims": []}, InvalidField, "claims"),
         ({}, InvalidField, "claims"),
         ({"claims": {}, "kid": "x"}, UnknownField, "kid"),
@@ -80,6 +85,14 @@ def test_bad_requests_name_the_field(
         JwtRequest.parse(body, token_max_ttl=MAX)
     assert info.value.field == field
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "claims", [{"sub": "u", "iss": "https://idp", "aud": "rp"}, {"aud": ["rp1", "rp2"]}]
+)
+def test_registered_claims_of_the_right_types_are_kept(claims: dict[str, object]) -> None:
+    request = JwtRequest.parse({"claims": claims}, token_max_ttl=MAX)
+    assert request.claims_at(0, token_max_ttl=MAX).items() >= claims.items()
 
 
 def test_non_object_body_is_malformed() -> None:
