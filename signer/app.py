@@ -126,7 +126,9 @@ def _jwks_response(request: web.Request, ring: str) -> web.Response:
     service = request.app[SERVICE]
     view = service.view(ring)
     headers = view.cache_headers(int(service.clock()))
-    if etag_matches(request.headers.get("If-None-Match"), view.jwks.etag):
+    # RFC 9110 §5.3: repeated If-None-Match lines are one list.
+    tags = request.headers.getall("If-None-Match", None)
+    if tags is not None and etag_matches(",".join(tags), view.jwks.etag):
         request.app[METRICS].jwks_served(ring, 304)
         return web.Response(status=304, headers=headers)
     request.app[METRICS].jwks_served(ring, 200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -288,6 +289,20 @@ def test_jwks_answers_304_to_a_matching_if_none_match(signer: SignerProcess) -> 
     other = signer.request("GET", "/.well-known/jwks.json", headers={"If-None-Match": '"x"'})
     assert other.status == 200
     assert other.body == first.body
+
+
+def test_if_none_match_over_two_header_lines_is_one_list(signer: SignerProcess) -> None:
+    """RFC 9110 §5.3: a proxy may split the list; the ETag on the second line still counts."""
+    etag = signer.request("GET", "/.well-known/jwks.json").headers["ETag"]
+    conn = http.client.HTTPConnection("127.0.0.1", signer.setup.port, timeout=10)
+    try:
+        conn.putrequest("GET", "/.well-known/jwks.json")
+        conn.putheader("If-None-Match", '"other"')
+        conn.putheader("If-None-Match", etag)
+        conn.endheaders()
+        assert conn.getresponse().status == 304
+    finally:
+        conn.close()
 
 
 def test_health_and_readiness(signer: SignerProcess) -> None:
