@@ -22,6 +22,7 @@ from signer.audit.verify import verify_export
 from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.codesign.cli import add_sign_commands
 from signer.codesign.verifier import add_verify_command
+from signer.config_checks import blob_oracle_rings
 from signer.durations import parse_duration
 from signer.errors import ConfigError, SignerError
 from signer.hsm.base import KeyBackend, KeyRef
@@ -63,6 +64,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from signer.eventloop import loop_kind, new_event_loop  # noqa: PLC0415
 
     settings = load_settings(Path(args.config))
+    if args.worker is None:  # said once, by the supervisor or the one process
+        for ring in blob_oracle_rings(settings):
+            log.warning(
+                "ring %s signs blobs and DSSE or container outputs with one key: an approved "
+                "blob can stand for a statement or an image nobody approved; give blobs a ring "
+                "of their own and set the profiles' kinds (docs/security.md)",
+                ring,
+            )
     if settings.server.workers > 1 and args.worker is None:
         return supervise(args, settings.server.workers)
     # The event loop shares one GIL with the PKCS#11 and store threads, and a thread coming

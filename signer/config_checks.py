@@ -84,6 +84,19 @@ def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
         _check_profile_signing(settings, i, profile)
 
 
+def blob_oracle_rings(settings: Settings) -> list[str]:
+    """Rings whose key signs ``blob`` requests and also DSSE or container outputs.
+
+    A blob signature is ECDSA over a digest the requester picks; if that digest is the one of
+    a DSSE PAE or of a cosign payload, the approved "blob" is a valid signature over a statement
+    or an image nobody approved, outside the profiles' ``subjects`` and ``predicate_types``.
+    Loaded, for compatibility, but ``signer serve`` warns about each such ring.
+    """
+    blob_rings = {p.ring for p in settings.profiles if "blob" in p.kinds}
+    other_rings = {p.ring for p in settings.profiles if set(p.kinds) - {"blob"}}
+    return sorted(blob_rings & other_rings)
+
+
 def _check_profile_quorum(i: int, profile: ProfileSettings, members: tuple[str, ...]) -> None:
     """Refuse a profile one of whose requesters could never get a request approved.
 

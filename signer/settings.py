@@ -34,6 +34,8 @@ AUDIT_READ = "audit:read"
 RESERVED_PRINCIPALS = frozenset({"system", "anonymous"})
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# What a signing profile can sign (the kinds of signer.codesign.requests).
+ARTIFACT_KINDS: tuple[str, ...] = ("blob", "container", "attestation")
 DEFAULT_LISTEN = "127.0.0.1:8700"
 
 
@@ -135,6 +137,8 @@ class ProfileSettings:
     subjects: tuple[str, ...]
     predicate_types: tuple[str, ...]
     max_subjects: int
+    # What the profile signs (signer.codesign.requests.Kind values); all of them by default.
+    kinds: tuple[str, ...] = ARTIFACT_KINDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -479,6 +483,18 @@ def _profile(table: Table) -> ProfileSettings:
         subjects=table.strings("subjects"),
         predicate_types=table.strings("predicate_types", []),
         max_subjects=table.integer("max_subjects", 64),
+        kinds=_kinds(table),
     )
     table.done()
     return profile
+
+
+def _kinds(table: Table) -> tuple[str, ...]:
+    kinds = table.strings("kinds", list(ARTIFACT_KINDS))
+    unknown = [kind for kind in kinds if kind not in ARTIFACT_KINDS]
+    if unknown or not kinds or len(set(kinds)) != len(kinds):
+        raise ConfigError(
+            f"{table.key('kinds')}: a non-empty list of distinct kinds from "
+            f"{list(ARTIFACT_KINDS)}, got {list(kinds)}"
+        )
+    return kinds

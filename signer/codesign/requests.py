@@ -76,7 +76,8 @@ class TooManySubjects(Unprocessable):
 
 
 class KindNotSupported(Unprocessable):
-    """The profile's ring cannot sign this kind (a blob on a non-ES256 ring)."""
+    """The profile does not sign this kind (``kinds``), or its ring cannot (a blob on a
+    non-ES256 ring)."""
 
     code = "kind_not_supported"
     title = "Kind not supported"
@@ -268,6 +269,12 @@ def check_against_profile(spec: RequestSpec, profile: ProfileSettings, alg: Alg)
             f"predicate type {spec.predicate_type!r} is not allowed by profile "
             f"{profile.name!r} (allowed: {list(profile.predicate_types)})",
             field="predicate_type",
+        )
+    if spec.kind.value not in profile.kinds:
+        raise KindNotSupported(
+            f"profile {profile.name!r} does not sign {spec.kind.value!r} requests "
+            f"(its kinds: {list(profile.kinds)})",
+            field="kind",
         )
     if spec.kind is Kind.BLOB and alg is not Alg.ES256:
         raise KindNotSupported(

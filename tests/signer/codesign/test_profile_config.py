@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from signer.config_checks import blob_oracle_rings
 from signer.errors import ConfigError
 from signer.settings import Settings, load_settings
 
@@ -44,7 +45,7 @@ requesters = {requesters}
 approvers = "managers"
 approvals_required = 2
 subjects = {subjects}
-"""
+{extra}"""
 
 
 def principal(name: str, permission: str) -> str:
@@ -64,12 +65,15 @@ def load(
     subjects: str = '["*"]',
     requesters: str = '["ci"]',
     ann: str = "sign:approve:release",
+    extra: str = "",
 ) -> Settings:
     principals = principal("ci", ci) + principal("ann", ann)
     principals += principal("bob", bob)
     path = tmp_path / "signer.toml"
     path.write_text(
-        BASE.format(alg=alg, principals=principals, subjects=subjects, requesters=requesters)
+        BASE.format(
+            alg=alg, principals=principals, subjects=subjects, requesters=requesters, extra=extra
+        )
     )
     return load_settings(path, environ={"PIN": "1234"})
 
@@ -110,3 +114,18 @@ def test_a_requester_in_the_approver_group_must_leave_enough_other_approvers(
     """ann may not approve her own request, so bob alone can never give two approvals."""
     with pytest.raises(ConfigError, match="2 approvals can never be reached for requester 'ann'"):
         load(tmp_path, requesters='["ci", "ann"]', ann='sign:request:*", "sign:approve:*')
+
+
+@pytest.mark.parametrize("kinds", ['["blob", "sbom"]', "[]", '["blob", "blob"]', '"blob"'])
+def test_kinds_outside_the_three_or_repeated_are_refused(tmp_path: Path, kinds: str) -> None:
+    with pytest.raises(ConfigError, match=r"profiles\[0\]\.kinds"):
+        load(tmp_path, extra=f"kinds = {kinds}\n")
+
+
+def test_a_ring_signing_blobs_and_statements_is_named_for_a_warning(tmp_path: Path) -> None:
+    """Blob digests are the requester's: on a shared key a blob can be a DSSE signature."""
+    assert blob_oracle_rings(load(tmp_path)) == ["codesign"]  # every kind, by default
+    split = load(tmp_path, extra='kinds = ["container", "attestation"]\n')
+    assert split.profiles[0].kinds == ("container", "attestation")
+    assert blob_oracle_rings(split) == []
+    assert blob_oracle_rings(load(tmp_path, extra='kinds = ["blob"]\n')) == []

@@ -188,6 +188,24 @@ def test_a_blob_needs_an_es256_ring() -> None:
         checked(body(), Alg.ES384)
 
 
+def test_a_kind_the_profile_does_not_list_is_a_422_naming_it() -> None:
+    no_blobs = ProfileSettings(**{**_fields(PROFILE), "kinds": ("container", "attestation")})
+    with pytest.raises(KindNotSupported, match="does not sign 'blob' requests") as refused:
+        check_against_profile(parse_request(body()), no_blobs, Alg.ES256)
+    assert (refused.value.status, refused.value.field) == (422, "kind")
+    container = body(
+        kind="container",
+        subjects=[{"name": "registry.example.com/acme/app", "digest": {"sha256": DIGEST}}],
+    )
+    assert (
+        check_against_profile(parse_request(container), no_blobs, Alg.ES256).kind is Kind.CONTAINER
+    )
+
+
+def test_the_kinds_a_profile_may_list_are_the_kinds_of_requests() -> None:
+    assert PROFILE.kinds == tuple(kind.value for kind in Kind)
+
+
 def test_an_attestation_may_use_an_es384_ring() -> None:
     spec = checked(body(kind="attestation", predicate_type=SLSA, predicate=PROVENANCE), Alg.ES384)
     assert spec.predicate_type == SLSA
