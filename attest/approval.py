@@ -153,15 +153,7 @@ def _check(predicate: ApprovalPredicate) -> None:
         raise AttestError("requester must not be empty")
     if not policy.group:
         raise AttestError("policy.group must not be empty")
-    if not 1 <= policy.required <= policy.eligible:
-        raise AttestError(
-            f"policy needs 1 <= required <= eligible, not required={policy.required}, "
-            f"eligible={policy.eligible}"
-        )
-    if len(predicate.approvals) < policy.required:
-        raise AttestError(
-            f"{len(predicate.approvals)} approvals do not meet the {policy.required} required"
-        )
+    _check_counts(policy, len(predicate.approvals))
     created = _utc(request.created, "request.created")
     decided = _utc(predicate.decided, "decided")
     seen: set[str] = set()
@@ -179,6 +171,19 @@ def _check(predicate: ApprovalPredicate) -> None:
         time = _utc(approval.time, f"{where}.time")
         if not created <= time <= decided:
             raise AttestError(f"{where}.time must lie between request.created and decided")
+
+
+def _check_counts(policy: ApprovalPolicy, approvals: int) -> None:
+    """1 <= required <= approvals <= eligible."""
+    if not 1 <= policy.required <= policy.eligible:
+        raise AttestError(
+            f"policy needs 1 <= required <= eligible, not required={policy.required}, "
+            f"eligible={policy.eligible}"
+        )
+    if approvals < policy.required:
+        raise AttestError(f"{approvals} approvals do not meet the {policy.required} required")
+    if approvals > policy.eligible:
+        raise AttestError(f"{approvals} approvals from {policy.eligible} eligible approvers")
 
 
 def _utc(value: datetime, what: str) -> datetime:

@@ -16,6 +16,7 @@ raises :class:`AttestError` naming the member path (``"statement: subject[0].dig
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection
 from typing import Final
 
@@ -45,7 +46,12 @@ def loads(data: bytes, what: str) -> object:
     if text.startswith("\ufeff"):
         raise AttestError(f"{what}: JSON text must not start with a byte order mark")
     try:
-        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_members,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
     except json.JSONDecodeError as exc:
         raise AttestError(
             f"{what}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -54,6 +60,14 @@ def loads(data: bytes, what: str) -> object:
         raise AttestError(f"{what}: not accepted: nested too deeply") from exc
     except _DuplicateMember as exc:
         raise AttestError(f"{what}: {exc.args[0]}") from exc
+    except ValueError as exc:  # an integer past the interpreter's digit limit, an infinity
+        raise AttestError(f"{what}: not accepted: {exc}") from exc
+    # RFC 7493 §2.1: strings are Unicode text; a lone surrogate escape ("\ud800") is not.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AttestError(f"{what}: contains a string that is not valid Unicode text") from exc
+    return value
 
 
 def dumps(value: object, what: str) -> bytes:
@@ -69,6 +83,14 @@ def dumps(value: object, what: str) -> bytes:
         raise AttestError(f"{what}: contains a string that is not valid Unicode text") from exc
     except ValueError as exc:
         raise AttestError(f"{what}: not JSON: {exc}") from exc
+
+
+def _finite_float(text: str) -> float:
+    """RFC 7493 §2.2: a number the reader can represent (1e400 would read as infinity)."""
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
 
 
 class _DuplicateMember(Exception):

@@ -16,9 +16,11 @@ from attest.errors import AttestError
 
 __all__ = ["format_time", "parse_time"]
 
-# RFC 3339 §5.6 date-time, restricted to UTC ("Z") and at most microsecond precision.
+# RFC 3339 §5.6 date-time, restricted to UTC ("Z") and at most microsecond precision; ASCII
+# digits only (``\d`` would take U+0665 and other Unicode digits, which int() then reads).
 _UTC_TIME: Final = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,6}))?Z"
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})T(?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.(?P<frac>[0-9]{1,6}))?Z"
 )
 
 

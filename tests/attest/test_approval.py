@@ -135,6 +135,7 @@ def test_null_change_id_round_trips() -> None:
         ({"decided": _T0}, "between request.created and decided"),
         ({"decided": datetime(2024, 5, 2)}, "no time zone"),  # noqa: DTZ001
         ({"requester": ""}, "requester must not be empty"),
+        ({"policy": ApprovalPolicy(required=1, group="g", eligible=1)}, "2 approvals from 1"),
     ],
     ids=[
         "too-few",
@@ -146,6 +147,7 @@ def test_null_change_id_round_trips() -> None:
         "decided-before-approval",
         "naive-time",
         "no-requester",
+        "more-approvals-than-eligible",
     ],
 )
 def test_predicate_rules_are_enforced(changes: dict[str, Any], message: str) -> None:
@@ -187,6 +189,7 @@ _DROP = object()
         (_wire(approvals=[]), "approvals: must not be empty"),
         (_wire(approvals__1__approver="alice"), "approves more than once"),
         (_wire(decided=5), "expected an RFC 3339 time string"),
+        (_wire(decided="2024-05-01T12:02:00.\u0665Z"), "RFC 3339 UTC"),
     ],
     ids=[
         "unknown-top",
@@ -203,6 +206,7 @@ _DROP = object()
         "no-approvals",
         "duplicate-approver",
         "number-time",
+        "arabic-indic-digit",
     ],
 )
 def test_parsing_refuses_malformed_predicates(document: dict[str, Any], message: str) -> None:

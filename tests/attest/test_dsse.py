@@ -204,8 +204,22 @@ def test_envelope_parsing_accepts_url_safe_unpadded_base64() -> None:
         (b"{", "not JSON"),
         (b'{"payload": NaN}', "not JSON"),
         ("{}".encode("utf-8-sig"), "byte order mark"),
+        (b'{"payload": 1e400}', "out of range"),
+        (b'{"payload": ' + b"9" * 5000 + b"}", "not accepted"),
+        (b'{"payloadType": "\\ud800"}', "not valid Unicode"),
+        (b'{"\\udfff": 1}', "not valid Unicode"),
     ],
-    ids=["duplicate-member", "not-utf8", "truncated", "nan", "bom"],
+    ids=[
+        "duplicate-member",
+        "not-utf8",
+        "truncated",
+        "nan",
+        "bom",
+        "infinite",
+        "over-4300-digits",
+        "lone-surrogate",
+        "lone-surrogate-name",
+    ],
 )
 def test_envelope_bytes_must_be_i_json(data: bytes, message: str) -> None:
     with pytest.raises(AttestError, match=message):
