@@ -117,6 +117,7 @@ def verify_bundle(
     *,
     trusted_keys: Mapping[str, PublicKey],
     artifact_digest: bytes | None = None,
+    predicate_types: Collection[str] | None = None,
 ) -> VerifiedBundle:
     """Verify a keyed bundle with the trusted key its hint names.
 
@@ -125,12 +126,20 @@ def verify_bundle(
     DSSE: the one signature must verify over the PAE, the payload type must be in-toto, the
     payload must be an in-toto Statement v1, and when ``artifact_digest`` (SHA-256) is given, a
     subject must have that digest. The envelope's own ``keyid`` is ignored; the hint decides.
+    ``predicate_types``: the statement's predicate type must be one of them (a key that signs
+    provenance may also sign other statements about the same artifact); a message signature,
+    which has no statement, then fails.
     """
     key = trusted_keys.get(bundle.hint)
     if key is None:
         raise VerificationError(f"bundle: key hint {bundle.hint!r} is not a trusted key")
     content = bundle.content
     if isinstance(content, MessageSignature):
+        if predicate_types is not None:
+            raise VerificationError(
+                f"bundle: a message signature carries no statement, so no predicate type of "
+                f"{sorted(predicate_types)}"
+            )
         return _verify_message(bundle.hint, key, content, artifact_digest)
     # Bundle guarantees exactly one signature; its keyid is an unauthenticated hint, so the
     # bundle's verification material alone picks the key.
@@ -146,6 +155,11 @@ def verify_bundle(
         statement = loads_statement(content.payload)
     except AttestError as exc:
         raise VerificationError(f"bundle: signed payload is not a valid statement: {exc}") from exc
+    if predicate_types is not None and statement.predicate_type not in predicate_types:
+        raise VerificationError(
+            f"bundle: predicate type {statement.predicate_type!r} is not one of "
+            f"{sorted(predicate_types)}"
+        )
     if artifact_digest is not None:
         if len(artifact_digest) != 32:
             raise AttestError(

@@ -134,7 +134,12 @@ def _describe(statement: Statement) -> str:
 def _verify_bundle(args: argparse.Namespace) -> str:
     bundle = loads_bundle(_json_file(args.bundle, "--bundle"))
     trusted = _trusted(args, [bundle.hint])
-    verified = verify_bundle(bundle, trusted_keys=trusted, artifact_digest=_artifact_digest(args))
+    verified = verify_bundle(
+        bundle,
+        trusted_keys=trusted,
+        artifact_digest=_artifact_digest(args),
+        predicate_types=args.predicate_type,
+    )
     if verified.statement is not None:
         return f"bundle verified with key {verified.hint}: {_describe(verified.statement)}"
     digest = verified.message_digest.hex() if verified.message_digest else "?"
@@ -156,7 +161,14 @@ def _verify_envelope(args: argparse.Namespace) -> str:
         digest = _artifact_digest(args)
         if digest is not None and digest.hex() not in statement.digests():
             raise VerificationError(f"no subject of the statement has sha256 {digest.hex()}")
+        if args.predicate_type and statement.predicate_type not in args.predicate_type:
+            raise VerificationError(
+                f"predicate type {statement.predicate_type!r} is not one of "
+                f"{sorted(args.predicate_type)}"
+            )
         text += f": {_describe(statement)}"
+    elif args.predicate_type:
+        raise VerificationError(f"payload type {verified.payload_type!r} carries no statement")
     return text
 
 
@@ -249,5 +261,12 @@ def add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument("--digest", help="sha256:HEX the signature must be over")
     verify.add_argument(
         "--payload-type", default=PAYLOAD_TYPE, help=f"envelope payload type ({PAYLOAD_TYPE})"
+    )
+    verify.add_argument(
+        "--predicate-type",
+        action="append",
+        metavar="URI",
+        help="with --bundle: the statement's predicate type must be this (repeat for any of "
+        "several); a pipeline should always say which statement it trusts",
     )
     verify.set_defaults(func=_cmd_verify)

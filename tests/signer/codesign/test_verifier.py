@@ -157,3 +157,51 @@ def test_an_artifact_with_a_non_in_toto_payload_type_exits_2(
     )  # fmt: skip
     assert code == 2
     assert "--payload-type" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("wanted", "code"),
+    [
+        (["https://sigstore.dev/cosign/sign/v1"], 0),
+        (["https://slsa.dev/provenance/v1", "https://sigstore.dev/cosign/sign/v1"], 0),
+        (["https://slsa.dev/provenance/v1"], 1),
+    ],
+)
+def test_predicate_type_says_which_statement_is_trusted(
+    tmp_path: Path, p256: ec.EllipticCurvePrivateKey, wanted: list[str], code: int
+) -> None:
+    """A key that signs provenance also signs other statements about the same artifact."""
+    outputs = signed_outputs(p256, make_request(Kind.CONTAINER))
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps(outputs["bundle"]))
+    envelope = tmp_path / "envelope.json"
+    envelope.write_text(json.dumps(outputs["bundle"]["dsseEnvelope"]))
+    key = tmp_path / "key.pem"
+    key.write_bytes(
+        p256.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    types = [arg for uri in wanted for arg in ("--predicate-type", uri)]
+    for what in (["--bundle", str(bundle)], ["--envelope", str(envelope)]):
+        assert (
+            main(["verify", *what, "--key", str(key), "--digest", f"sha256:{DIGEST}", *types])
+            == code
+        )
+
+
+def test_a_message_signature_has_no_predicate_type_to_trust(
+    tmp_path: Path, p256: ec.EllipticCurvePrivateKey
+) -> None:
+    outputs = signed_outputs(p256, make_request(Kind.BLOB))
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps(outputs["bundle"]))
+    key = tmp_path / "key.pem"
+    key.write_bytes(
+        p256.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    argv = ["verify", "--bundle", str(bundle), "--key", str(key), "--digest", f"sha256:{DIGEST}"]
+    assert main(argv) == 0
+    assert main([*argv, "--predicate-type", "https://slsa.dev/provenance/v1"]) == 1
