@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -14,21 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jwks.jwk import Jwk, published_jwk
 from jwks.records import KeyState
-from jwks.thumbprint import KeyId
-from signer.audit.chain import GENESIS, check_hex, format_time
-from signer.audit.verify import verify_export
+from signer.audit.cli import add_audit_commands
 from signer.client import ApiError, add_client_arguments, client_from_arguments
 from signer.codesign.cli import add_sign_commands
 from signer.codesign.verifier import add_verify_command
 from signer.config_checks import blob_oracle_rings
-from signer.durations import parse_duration
-from signer.errors import ConfigError, SignerError
+from signer.errors import SignerError
 from signer.hsm.base import KeyBackend, KeyRef
 from signer.logs import configure as configure_logs
 from signer.settings import Settings, load_settings
-from signer.store.base import AuditAnchor, StateStore
 from signer.workers import supervise
 
 log = logging.getLogger("signer")
@@ -202,97 +196,6 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _stored_audit(settings: Settings, after: int) -> tuple[list[str], list[Jwk], AuditAnchor]:
-    from signer.app import open_store  # noqa: PLC0415
-
-    store = open_store(settings)
-    try:
-        raw = await store.audit_raw(after=after)
-        keys = await _audit_keys(store)
-        anchor = await store.audit_anchor()
-    finally:
-        await store.aclose()
-    return raw, keys, anchor
-
-
-async def _audit_keys(store: StateStore) -> list[Jwk]:
-    """The public key that signs checkpoints, as the JWKS of ``GET /v1/audit/keys`` holds it."""
-    from signer.service import AUDIT_KID  # noqa: PLC0415
-
-    kid = await store.get_meta(AUDIT_KID)
-    record = None if kid is None else await store.get_key(KeyId(kid))
-    return [] if record is None else [published_jwk(record.alg, Jwk(**record.jwk), record.kid)]  # type: ignore[typeddict-item]
-
-
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    if args.file:
-        # JSON Lines end at "\n" only: str.splitlines() also breaks at U+2028, U+0085 and
-        # other characters a record holds unescaped (a request path in an authz.deny, say).
-        lines = Path(args.file).read_text(encoding="utf-8").split("\n")
-        if lines and not lines[-1]:
-            lines.pop()
-        keys: list[Jwk] = []
-        if args.keys:
-            keys = json.loads(Path(args.keys).read_text(encoding="utf-8"))["keys"]
-    else:
-        if not args.config:
-            raise ConfigError("pass --config (the live store) or --file (an export)")
-        if args.after or args.prev:
-            raise ConfigError("--after and --prev go with --file (an export made with --after)")
-        lines, keys, anchor = asyncio.run(_stored_audit(load_settings(Path(args.config)), 0))
-        # A pruned store starts after its anchor (signer audit prune).
-        args.after, args.prev = anchor.seq, anchor.hash if anchor.seq else None
-    if (args.after > 0) != (args.prev is not None):
-        raise ConfigError("--after SEQ and --prev HASH go together: the record the export follows")
-    if args.prev == GENESIS:
-        raise ConfigError("--prev: 64 zeros is what record 1 follows, not a record's hash")
-    report = verify_export(lines, keys, after=args.after, prev=args.prev or GENESIS)
-    print(report.summary)
-    return 0 if report.ok else 1
-
-
-def _cmd_audit_export(args: argparse.Namespace) -> int:
-    lines, _, anchor = asyncio.run(_stored_audit(load_settings(Path(args.config)), args.after))
-    if anchor.seq > args.after:
-        print(
-            f"the stored log starts after seq {anchor.seq} (pruned); verify this export with"
-            f" --after {anchor.seq} --prev {anchor.hash}",
-            file=sys.stderr,
-        )
-    target = Path(args.output).open("w", encoding="utf-8") if args.output else None  # noqa: SIM115
-    with target if target is not None else contextlib.nullcontext(sys.stdout) as out:
-        for line in lines:
-            out.write(line + "\n")
-    return 0
-
-
-def _cmd_audit_prune(args: argparse.Namespace) -> int:
-    from signer.app import open_store  # noqa: PLC0415
-    from signer.audit.prune import prune  # noqa: PLC0415
-
-    settings = load_settings(Path(args.config))
-    now = time.time()
-    signed_before = None if args.older_than is None else format_time(now - args.older_than)
-
-    async def run() -> str:
-        store = open_store(settings)
-        try:
-            keys = await _audit_keys(store)
-            return await prune(
-                store,
-                keys,
-                Path(args.archive),
-                now=now,
-                through=args.through,
-                signed_before=signed_before,
-            )
-        finally:
-            await store.aclose()
-
-    print(asyncio.run(run()))
-    return 0
-
-
 def _cmd_approvals(args: argparse.Namespace) -> int:
     client = client_from_arguments(args)
     if args.approvals_command == "list":
@@ -358,71 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_arguments(revoke, role="admin")
     revoke.set_defaults(func=_cmd_keys_revoke)
 
-    _add_audit_commands(commands)
+    add_audit_commands(commands)
     _add_approval_commands(commands)
     add_sign_commands(commands)
     add_verify_command(commands)
     return parser
-
-
-def _add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = commands.add_parser("audit", help="verify and export the audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser(
-        "verify", help="check the hash chain and signed checkpoints; names the first bad record"
-    )
-    verify.add_argument("--config", help="path to signer.toml (verify the live store)")
-    verify.add_argument("--file", help="a JSON Lines export to verify instead")
-    verify.add_argument("--keys", help="with --file: the JWKS of GET /v1/audit/keys")
-    verify.add_argument(
-        "--after",
-        type=_seq,
-        default=0,
-        help="with --file: the export starts after record SEQ (audit export --after SEQ)",
-    )
-    verify.add_argument("--prev", type=_hash, help="with --after: the hash of record SEQ")
-    verify.set_defaults(func=_cmd_audit_verify)
-    export = audit_commands.add_parser("export", help="write the log as JSON Lines")
-    export.add_argument("--config", required=True, help="path to signer.toml")
-    export.add_argument("--after", type=_seq, default=0, help="only records with seq > AFTER")
-    export.add_argument("--output", help="file to write (default: standard output)")
-    export.set_defaults(func=_cmd_audit_export)
-    prune = audit_commands.add_parser(
-        "prune",
-        help="move the records up to a signed checkpoint into an archive file, out of the store",
-    )
-    prune.add_argument("--config", required=True, help="path to signer.toml")
-    prune.add_argument("--archive", required=True, help="the archive to create (JSON Lines)")
-    prune.add_argument("--through", type=_seq, help="remove no record after seq THROUGH")
-    prune.add_argument(
-        "--older-than",
-        type=_duration,
-        help="remove only records a checkpoint signed more than this long ago (e.g. 90d)",
-    )
-    prune.set_defaults(func=_cmd_audit_prune)
-
-
-def _seq(text: str) -> int:
-    """A record's seq on the command line: 0 or more, ASCII digits."""
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"expected a record seq (0 or more), got {text!r}")
-    return int(text)
-
-
-def _duration(text: str) -> int:
-    """A duration on the command line: "90d", "12h", … (as in the config)."""
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _hash(text: str) -> str:
-    """A record's hash on the command line: 64 lowercase hex digits."""
-    try:
-        return check_hex(text, "a record hash")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_approval_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
