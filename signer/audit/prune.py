@@ -50,7 +50,10 @@ class PrunePlan:
 
 
 class PruneRefused(ConfigError):
-    """The log cannot be pruned as asked; nothing was written or removed."""
+    """The log cannot be pruned as asked; nothing was removed."""
+
+    code = "prune_refused"
+    title = "Prune refused"
 
 
 def plan_prune(
