@@ -141,14 +141,22 @@ async def change_feed(
     missed, failures = False, 0
     while not closing.is_set():
         pubsub = client.pubsub(ignore_subscribe_messages=True)
+        reconnects = _Reconnects()
         try:
             await pubsub.subscribe(channel)
+            # The client also reconnects and re-subscribes by itself (its retry policy), with
+            # no error reaching this loop: each such reconnect is a gap too.
+            if pubsub.connection is not None:
+                pubsub.connection.register_connect_callback(reconnects.seen)
             if missed:
                 log.info("change feed resubscribed")
                 yield ANY_RING
             missed, failures = False, 0
             while not closing.is_set():
                 message = await pubsub.get_message(timeout=POLL_S)
+                if reconnects.take() and not closing.is_set():
+                    log.info("change feed reconnected; changes may have been missed")
+                    yield ANY_RING
                 if message is not None and message.get("type") == "message":
                     yield text(message["data"])
         except (RedisError, OSError) as exc:
@@ -156,6 +164,8 @@ async def change_feed(
                 log.warning("change feed lost (%s); resubscribing", exc)
             missed = True
         finally:
+            if pubsub.connection is not None:
+                pubsub.connection.deregister_connect_callback(reconnects.seen)
             await _close_quietly(pubsub)
         delay = RESUBSCRIBE_S[min(failures, len(RESUBSCRIBE_S) - 1)]
         failures += 1
@@ -163,6 +173,23 @@ async def change_feed(
             await asyncio.wait_for(closing.wait(), timeout=delay)
         except TimeoutError:
             continue
+
+
+class _Reconnects:
+    """Counts the connects of a subscription's connection after it was first made (the client
+    keeps only a weak reference to the callback, so it is a method of an object kept here)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    async def seen(self, _connection: object) -> None:
+        """A connect callback: the connection was made again."""
+        self._count += 1
+
+    def take(self) -> bool:
+        """Whether it reconnected since the last call."""
+        seen, self._count = self._count > 0, 0
+        return seen
 
 
 async def _close_quietly(pubsub: PubSub) -> None:

@@ -80,6 +80,34 @@ async def test_watch_changes_yields_the_ring_of_each_key_write(redis_server: Red
             await store.aclose()
 
 
+async def test_a_subscription_reconnected_by_the_client_says_changes_were_missed(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The client re-subscribes a dropped subscription by itself, and what was published in the
+    gap is gone: the feed must say so (ANY_RING) rather than wait for the next re-read."""
+    watcher = RedisStore.from_url(redis_server.url, prefix=prefix)
+    writer = RedisStore.from_url(redis_server.url, prefix=prefix)
+    admin = connect(redis_server.url).client
+    changes = watcher.watch_changes()
+    try:
+        first = asyncio.ensure_future(next_change(changes))
+        await asyncio.sleep(0.2)
+        await writer.insert_key(record("k0", KeyState.PENDING, ring="before"))
+        assert await first == "before"
+        async with admin.pipeline(transaction=True) as pipe:  # dropped, and a change meanwhile
+            pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            pipe.publish(Names(prefix).changes, "during-the-gap")
+            assert (await pipe.execute())[0] >= 1
+        assert await next_change(changes) == ANY_RING
+        await writer.insert_key(record("k1", KeyState.PENDING, ring="after"))
+        assert await next_change(changes) == "after"
+    finally:
+        await changes.aclose()
+        await watcher.aclose()
+        await writer.aclose()
+        await admin.aclose()
+
+
 async def test_watch_changes_ends_when_the_store_closes(redis_store: RedisStore) -> None:
     changes = redis_store.watch_changes()
     waiting = asyncio.ensure_future(anext(changes, None))
