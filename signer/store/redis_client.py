@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,9 +43,17 @@ RESUBSCRIBE_S: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
 POLL_S: Final = 1.0  # how often a subscriber looks up from the channel to see the store closed
 
 # Refusals that pass once the server recovers: a demoted master after a failover (READONLY), a
-# full memory, a failed disk write (MISCONF), a replica without its master (MASTERDOWN).
+# full memory, a failed disk write (MISCONF), a replica without its master (MASTERDOWN), too few
+# replicas for min-replicas-to-write (NOREPLICAS), a server still loading its data or busy with
+# a long script (BUSY).
 _TRANSIENT = (ReadOnlyError, OutOfMemoryError, MasterDownError, TryAgainError)
-_TRANSIENT_PREFIXES = ("MISCONF", "NOREPLICAS", "LOADING")
+_TRANSIENT_CODES = frozenset(
+    {"MISCONF", "NOREPLICAS", "LOADING", "BUSY", "READONLY", "OOM", "MASTERDOWN"}
+)
+# The error code a refusal starts with; inside MULTI the client words it "Command # N (<the
+# command>) of pipeline caused error: ('NOREPLICAS ...',)", so the code follows the last
+# "caused error: ", quoted.
+_CODE = re.compile(r"(?:^|.*caused error: \(?['\"]?)([A-Z]+)\b", re.DOTALL)
 
 
 @contextmanager
@@ -57,7 +66,7 @@ def redis_errors() -> Iterator[None]:
         yield
     except ResponseError as exc:
         _log_throttled("Redis refused a command: %s", exc)
-        if isinstance(exc, _TRANSIENT) or str(exc).startswith(_TRANSIENT_PREFIXES):
+        if isinstance(exc, _TRANSIENT) or _kind(exc) in _TRANSIENT_CODES:
             raise StoreUnavailable(f"Redis store unavailable ({_kind(exc)})") from exc
         raise StoreError(f"Redis store error ({_kind(exc)})") from exc
     except (RedisError, OSError) as exc:
@@ -79,9 +88,9 @@ def _log_throttled(message: str, exc: Exception) -> None:
 
 
 def _kind(exc: ResponseError) -> str:
-    """The error word Redis starts a refusal with (READONLY, OOM, MISCONF, ERR, …)."""
-    word = str(exc).split(" ", 1)[0]
-    return word if word.isupper() else type(exc).__name__
+    """The error code Redis starts a refusal with (READONLY, OOM, MISCONF, ERR, …)."""
+    found = _CODE.match(str(exc))
+    return found.group(1) if found else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,28 @@ async def test_prefixes_keep_deployments_apart(redis_server: RedisServer) -> Non
         await two.aclose()
 
 
+async def test_too_few_replicas_refuses_audited_writes_as_unavailable(tmp_path: Path) -> None:
+    """``min-replicas-to-write`` (deployment.md) refuses a write inside MULTI, where the client
+    words the refusal "Command # N (...) of pipeline caused error: NOREPLICAS ...": still a
+    503 that passes when a replica catches up, not a 500."""
+    server = start_redis_server(tmp_path)
+    store = RedisStore.from_url(server.url)
+    admin = connect(server.url).client
+    try:
+        await admin.config_set("min-replicas-to-write", 1)
+        with pytest.raises(StoreUnavailable, match="NOREPLICAS"):
+            await store.insert_key(record("k1"), audit=[audit_entry("key.generate")])
+        with pytest.raises(StoreUnavailable, match="NOREPLICAS"):
+            await store.append_audit([audit_entry("jwt.sign")])
+        await admin.config_set("min-replicas-to-write", 0)
+        await store.append_audit([audit_entry("jwt.sign")])
+        assert [r.action for r in await store.audit_records()] == ["jwt.sign"]
+    finally:
+        await admin.aclose()
+        await store.aclose()
+        server.stop()
+
+
 async def test_outage_is_store_unavailable_and_the_same_store_recovers(tmp_path: Path) -> None:
     """Server stopped: 503-class errors, the change feed waits; restarted: the same objects work
     again, and the feed says changes may have been missed."""
