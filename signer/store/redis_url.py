@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 DIRECT_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 SENTINEL_SCHEME: Final = "redis+sentinel://"
@@ -53,6 +53,16 @@ def check_redis_url(url: str) -> None:
         raise ValueError("a unix:// URL needs an absolute socket path (unix:///run/redis.sock)")
     if scheme != "unix" and not where.split("/", 1)[0].split("?", 1)[0]:
         raise ValueError(f"a {scheme}:// URL needs a host ({scheme}://127.0.0.1:6379/0)")
+    if scheme != "unix":
+        # As the client will read it. A password holding "/", "?" or "#" unencoded ends the
+        # authority early and the client's error would quote part of it: say so without it.
+        try:
+            urlsplit(url).port  # noqa: B018 -- the property parses the port
+        except ValueError:
+            raise ValueError(
+                "the host:port part does not parse; percent-encode '/', '?', '#' and '@' in "
+                "a password (or use password_env)"
+            ) from None
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:

@@ -222,6 +222,17 @@ def test_direct_redis_urls_are_accepted(url: str) -> None:
     check_redis_url(url)
 
 
+@pytest.mark.parametrize("password", ["xq/zv", "xq?zv", "xq#zv"])
+def test_a_password_that_breaks_the_url_is_refused_without_quoting_it(password: str) -> None:
+    """The client would fail later with "Port could not be cast to integer value as 'xq'"."""
+    with pytest.raises(ValueError, match="percent-encode") as refused:
+        check_redis_url(f"redis://:{password}@redis.internal:6379/0")
+    assert "xq" not in str(refused.value)
+    assert "zv" not in str(refused.value)
+    encoded = password.replace("/", "%2F").replace("?", "%3F").replace("#", "%23")
+    check_redis_url(f"redis://:{encoded}@redis.internal:6379/0")
+
+
 async def test_open_store_picks_the_adapter_from_the_url(tmp_path: Path) -> None:
     sqlite = open_store(StoreSettings(url="sqlite://x.db", sqlite_path=tmp_path / "x.db"))
     redis = open_store(StoreSettings(url="redis://127.0.0.1:1/0", sqlite_path=None))
