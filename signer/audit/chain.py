@@ -65,6 +65,9 @@ GENESIS: Final = "0" * 64
 OUTCOMES: Final = frozenset({"success", "denied", "failure"})
 CHECKPOINT_ACTION: Final = "audit.checkpoint"
 CHECKPOINT_TYPE: Final = "signer-audit-checkpoint/v1"
+# The record ``signer audit prune`` leaves: the cut (``through``, ``hash``) it anchored the
+# stored log at, in the transaction that removed the records before it.
+PRUNE_ACTION: Final = "audit.prune"
 MAX_SAFE_INTEGER: Final = 2**53 - 1  # RFC 7493 §2.2: integers every JSON parser reads exactly
 _MAX_DEPTH: Final = 32
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")

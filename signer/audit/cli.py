@@ -19,11 +19,13 @@ from jwks.jwk import Jwk, published_jwk
 from jwks.thumbprint import KeyId
 from signer.audit.chain import GENESIS, check_hex, format_time
 from signer.audit.prune import read_lines
-from signer.audit.verify import verify_export
+from signer.audit.verify import verify_export, verify_stored
 from signer.durations import parse_duration
 from signer.errors import ConfigError
 from signer.settings import Settings, load_settings
 from signer.store.base import AuditAnchor, StateStore
+
+MAX_SEQ = 2**62  # as GET /v1/audit?after= (a store's integers are 64-bit)
 
 
 def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,8 +68,8 @@ def add_audit_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _seq(text: str) -> int:
     """A record's seq on the command line: 0 or more, ASCII digits."""
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"expected a record seq (0 or more), got {text!r}")
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_SEQ:
+        raise argparse.ArgumentTypeError(f"expected a record seq (0 to 2**62), got {text!r}")
     return int(text)
 
 
@@ -92,9 +94,8 @@ async def _stored_audit(settings: Settings, after: int) -> tuple[list[str], list
 
     store = open_store(settings)
     try:
-        raw = await store.audit_raw(after=after)
+        anchor, raw = await store.audit_export(after=after)
         keys = await _audit_keys(store)
-        anchor = await store.audit_anchor()
     finally:
         await store.aclose()
     return raw, keys, anchor
@@ -110,19 +111,18 @@ async def _audit_keys(store: StateStore) -> list[Jwk]:
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    if args.file:
-        lines = read_lines(Path(args.file))
-        keys: list[Jwk] = []
-        if args.keys:
-            keys = json.loads(Path(args.keys).read_text(encoding="utf-8"))["keys"]
-    else:
+    if not args.file:
         if not args.config:
             raise ConfigError("pass --config (the live store) or --file (an export)")
         if args.after or args.prev:
             raise ConfigError("--after and --prev go with --file (an export made with --after)")
+        # A pruned store starts after its anchor, which a checkpoint must vouch for.
         lines, keys, anchor = asyncio.run(_stored_audit(load_settings(Path(args.config)), 0))
-        # A pruned store starts after its anchor (signer audit prune).
-        args.after, args.prev = anchor.seq, anchor.hash if anchor.seq else None
+        report = verify_stored(lines, keys, anchor=anchor)
+        print(report.summary)
+        return 0 if report.ok else 1
+    lines = read_lines(Path(args.file))
+    keys = json.loads(Path(args.keys).read_text(encoding="utf-8"))["keys"] if args.keys else []
     if (args.after > 0) != (args.prev is not None):
         raise ConfigError("--after SEQ and --prev HASH go together: the record the export follows")
     if args.prev == GENESIS:
@@ -152,8 +152,9 @@ def _cmd_audit_prune(args: argparse.Namespace) -> int:
     from signer.audit.prune import prune  # noqa: PLC0415
 
     settings = load_settings(Path(args.config))
-    now = time.time()
-    signed_before = None if args.older_than is None else format_time(now - args.older_than)
+    signed_before = None
+    if args.older_than is not None:
+        signed_before = format_time(max(0.0, time.time() - args.older_than))
 
     async def run() -> str:
         store = open_store(settings)
@@ -163,7 +164,7 @@ def _cmd_audit_prune(args: argparse.Namespace) -> int:
                 store,
                 keys,
                 Path(args.archive),
-                now=now,
+                clock=time.time,
                 through=args.through,
                 signed_before=signed_before,
             )

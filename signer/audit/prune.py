@@ -18,24 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from jwks.jwk import Jwk
 from signer.audit.chain import (
     CHECKPOINT_ACTION,
+    PRUNE_ACTION,
     AuditEntry,
     AuditRecord,
     format_time,
     parse_record,
 )
 from signer.audit.chaincheck import parse_line
-from signer.audit.verify import verify_export
+from signer.audit.verify import checkpoint_keys, verify_stored
 from signer.errors import ConfigError
 from signer.store.base import AuditAnchor, StaleWrite, StateStore
-
-PRUNE_ACTION = "audit.prune"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,9 +70,11 @@ def plan_prune(
     signed before this time (the audit log's UTC text form), so that every record removed is
     older than it. ``PruneRefused`` if the lines do not verify with ``keys``.
     """
-    if not keys:
-        raise PruneRefused("no audit key: without checkpoint signatures nothing vouches for a cut")
-    report = verify_export(lines, keys, after=anchor.seq, prev=anchor.hash)
+    if not checkpoint_keys(keys):
+        raise PruneRefused(
+            "no ES256 audit key: without checkpoint signatures nothing vouches for a cut"
+        )
+    report = verify_stored(lines, keys, anchor=anchor)
     if not report.ok:
         raise PruneRefused(
             f"the stored log does not verify, so nothing is pruned: {report.summary}"
@@ -105,14 +106,16 @@ def plan_prune(
 
 def write_archive(path: Path, lines: Sequence[str]) -> str:
     """Create ``path`` (never replacing a file) with ``lines`` as JSON Lines, flushed to disk
-    with its directory entry; return the file's SHA-256."""
+    with its directory entry, and read it back; return the file's SHA-256."""
     data = "".join(line + "\n" for line in lines).encode("utf-8")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         raise PruneRefused(f"{path} already exists; refusing to replace it") from None
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # one write() may take only part: at most 2 GiB, or what the disk has
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -121,7 +124,11 @@ def write_archive(path: Path, lines: Sequence[str]) -> str:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
+    # Read back, whole: a chain cut short still links, so compare every byte.
+    if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        raise PruneRefused(f"{path} does not hold what was written; nothing was pruned")
+    return digest
 
 
 def read_lines(path: Path) -> list[str]:
@@ -137,23 +144,19 @@ async def prune(
     keys: Sequence[Jwk],
     archive_path: Path,
     *,
-    now: float,
+    clock: Callable[[], float],
     through: int | None = None,
     signed_before: str | None = None,
 ) -> str:
     """Archive and prune the stored log as ``plan_prune`` decides; a sentence saying what was
     done (or that there was nothing to do)."""
-    anchor = await store.audit_anchor()
-    lines = await store.audit_raw(after=anchor.seq)
+    anchor, lines = await store.audit_export()
     plan = plan_prune(lines, keys, anchor=anchor, through=through, signed_before=signed_before)
     if plan is None:
         return f"nothing to prune: no signed checkpoint covers a record after seq {anchor.seq}"
     digest = write_archive(archive_path, plan.archive)
-    written = verify_export(read_lines(archive_path), keys, after=anchor.seq, prev=anchor.hash)
-    if not written.ok:
-        raise PruneRefused(f"{archive_path} does not verify as read back: {written.summary}")
     entry = AuditEntry(
-        time=format_time(now),
+        time=format_time(clock()),
         actor="system",
         action=PRUNE_ACTION,
         target=f"audit/{plan.through}",
@@ -177,9 +180,10 @@ async def prune(
     first = anchor.seq + 1
     return (
         f"archived seq {first}..{plan.checkpoint_seq} to {archive_path} (sha256 {digest});"
-        f" the store now starts after seq {plan.through} (hash {plan.through_hash}),"
-        f" which checkpoint seq {plan.checkpoint_seq} signs"
+        f" the store now starts after seq {plan.through} (hash {plan.through_hash}), which"
+        f" checkpoint seq {plan.checkpoint_seq} signs; verify the next archive with"
+        f" --after {plan.through} --prev {plan.through_hash}"
     )
 
 
-__all__ = ["PRUNE_ACTION", "PrunePlan", "PruneRefused", "plan_prune", "prune", "write_archive"]
+__all__ = ["PrunePlan", "PruneRefused", "plan_prune", "prune", "read_lines", "write_archive"]

@@ -297,6 +297,13 @@ class AuditWriter:
             records = [] if head is None or head.seq <= self._streamed else [head]
         else:
             records = await self._store.audit_records(after=self._streamed)
+            if records and records[0].seq > self._streamed + 1:
+                log.warning(
+                    "audit sink: records %d to %d were pruned before they were streamed; they "
+                    "are in the archive signer audit prune wrote",
+                    self._streamed + 1,
+                    records[0].seq - 1,
+                )
         if not records:
             return
         self._head = records[-1]
@@ -356,9 +363,9 @@ class AuditWriter:
         stored = await self._store.audit_records(after=own.seq - 1, limit=1)
         if stored and stored[0].seq == own.seq and stored[0].hash == own.hash:
             return True
-        if (await self._store.audit_anchor()).seq >= own.seq:
-            # Archived and pruned (signer audit prune), which first verified it under a
-            # signed checkpoint: nothing here to compare with any more.
+        if own.seq <= (await self._store.audit_anchor()).seq <= self._signed_seq:
+            # Archived and pruned (signer audit prune) at a cut a checkpoint had signed: it
+            # was verified under that signature first, and is no longer here to compare.
             self._own_head = None
             return True
         log.error(

@@ -164,11 +164,17 @@ class StateStore(Protocol):
         """Where the stored log starts (``NO_ANCHOR`` if nothing was ever pruned)."""
         ...
 
+    async def audit_export(self, *, after: int = 0) -> tuple[AuditAnchor, list[str]]:
+        """The anchor and the stored JSON of each record with ``seq > after``, as of one
+        instant: what verifying or pruning the stored log reads."""
+        ...
+
     async def prune_audit(
         self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
     ) -> list[AuditRecord]:
-        """Remove the records up to ``through``, make that record the anchor and append
-        ``audit``, in one transaction; the appended records.
+        """Make record ``through`` the anchor and append ``audit``, in one transaction, then
+        remove the records up to it (in steps; reads skip them from the first); the appended
+        records.
 
         ``StaleWrite``, with nothing changed, unless record ``through`` is stored with
         ``expected_hash`` and a record after it is stored too: the log never becomes empty, so

@@ -65,6 +65,7 @@ from signer.store.redis_client import (
     fields,
     opt_text,
     redis_errors,
+    text,
     texts,
 )
 from signer.store.redis_client import (
@@ -78,8 +79,10 @@ from signer.store.redis_documents import (
     versioned,
 )
 from signer.store.redis_schema import (
+    AUDIT_EXPORT_SCRIPT,
     AUDIT_LAST_SCRIPT,
     AUDIT_RANGE_SCRIPT,
+    AUDIT_TRIM_SCRIPT,
     LEASE_SCRIPT,
     WATERMARK_SCRIPT,
     Names,
@@ -102,6 +105,9 @@ _ACTIVE_STATE = json.dumps(KeyState.ACTIVE.value)
 
 DEFAULT_PREFIX: Final = "signer:"
 TRANSACTION_ATTEMPTS: Final = 64  # WATCH conflicts before giving up (each retry re-reads)
+# Records a prune trims from the chain's list per script call: about a millisecond of the
+# server's one thread each.
+PRUNE_RECORDS_PER_TRIM: Final = 5000
 
 
 def _jitter(attempt: int) -> float:
@@ -121,7 +127,9 @@ class RedisStore(VersionedDocuments):
         self._lease = client.register_script(LEASE_SCRIPT)
         self._watermark = client.register_script(WATERMARK_SCRIPT)
         self._audit_range = client.register_script(AUDIT_RANGE_SCRIPT)
+        self._audit_export = client.register_script(AUDIT_EXPORT_SCRIPT)
         self._audit_last = client.register_script(AUDIT_LAST_SCRIPT)
+        self._audit_trim = client.register_script(AUDIT_TRIM_SCRIPT)
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS - 8)  # leave room for subscriptions
         self._closed = False
         self._closing = asyncio.Event()
@@ -392,6 +400,7 @@ class RedisStore(VersionedDocuments):
         return await self._raw(after, -1)
 
     async def _raw(self, after: int, limit: int) -> list[str]:
+        """Through the range script: the list and its anchor, read as of one instant."""
         async with self._session():
             return texts(
                 await self._audit_range(
@@ -399,25 +408,40 @@ class RedisStore(VersionedDocuments):
                 )
             )
 
+    async def audit_export(self, *, after: int = 0) -> tuple[AuditAnchor, list[str]]:
+        """The anchor, and the stored JSON of each record with ``seq > after``, as of one
+        instant (one script)."""
+        names = self._names
+        async with self._session():
+            seq, hash_, lines = await self._audit_export(
+                keys=[names.audit, names.audit_anchor], args=[max(after, 0)]
+            )
+        cut = int(text(seq))
+        anchor = NO_ANCHOR if cut == 0 else AuditAnchor(seq=cut, hash=text(hash_))
+        return anchor, texts(lines)
+
     async def audit_anchor(self) -> AuditAnchor:
         """Where the stored log starts (``NO_ANCHOR`` if nothing was ever pruned)."""
         async with self._session():
             stored = text_row(await self._client.hgetall(self._names.audit_anchor))
-        if not stored:
+        if "seq" not in stored:
             return NO_ANCHOR
         return AuditAnchor(seq=int(stored["seq"]), hash=stored["hash"])
 
     async def prune_audit(
         self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
     ) -> list[AuditRecord]:
-        """Trim records up to ``through`` (stored with ``expected_hash``, and not the head),
-        anchor the chain there and append ``audit``, in one ``EXEC``; else ``StaleWrite``."""
+        """Anchor the chain at ``through`` (stored with ``expected_hash``, and not the head) and
+        append ``audit`` in one ``EXEC``, else ``StaleWrite``; then trim the records up to it
+        from the list, ``PRUNE_RECORDS_PER_TRIM`` per script call. Reads skip records at or
+        below the anchor meanwhile (and after a crash between the two: the next prune trims
+        them)."""
         names = self._names
 
         async def prepare(pipe: Pipeline) -> tuple[list[AuditRecord], Queue]:
-            base = int(await pipe.hget(names.audit_anchor, "seq") or 0)
-            index = through - 1 - base
-            raw = None if index < 0 else await pipe.lindex(names.audit, index)
+            cut, base = await pipe.hmget(names.audit_anchor, ["seq", "base"])
+            index = through - 1 - int(base or 0)
+            raw = None if through <= int(cut or 0) else await pipe.lindex(names.audit, index)
             if raw is None or AuditRecord.from_json(json.loads(raw)).hash != expected_hash:
                 raise StaleWrite(f"audit record {through} is not stored with that hash")
             if index + 1 >= await pipe.llen(names.audit):
@@ -425,13 +449,17 @@ class RedisStore(VersionedDocuments):
             chained = await self._chain(pipe, audit)
 
             def queue(pipe: Pipeline) -> None:
-                pipe.ltrim(names.audit, index + 1, -1)
                 pipe.hset(names.audit_anchor, mapping={"seq": str(through), "hash": expected_hash})
                 self._queue_audit(pipe, chained)
 
             return chained, queue
 
-        return await self._transact([names.audit, names.audit_anchor], prepare)
+        records = await self._transact([names.audit, names.audit_anchor], prepare)
+        async with self._session():
+            keys = [names.audit, names.audit_anchor]
+            while await self._audit_trim(keys=keys, args=[PRUNE_RECORDS_PER_TRIM]):
+                pass
+        return records
 
     async def insert_approval(
         self, request: ApprovalRequest, *, audit: Sequence[AuditEntry] = ()

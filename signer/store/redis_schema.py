@@ -8,10 +8,10 @@ Every name starts with the deployment's prefix (default ``signer:``)::
     keyseq             string the last ``seq`` handed out
     key_id:<key_id>    string the kid holding this token key id (SQLite's UNIQUE key_id)
     active:<ring>      string the ring's active kid (SQLite's one_active_per_ring index)
-    audit              list   record JSON, record ``seq`` at index ``seq - 1 - anchor seq``
+    audit              list   record JSON, record ``seq`` at index ``seq - 1 - base``
     audit:last         hash   action -> seq of its newest record (``audit_last(action=…)``)
-    audit:anchor       hash   ``seq`` and ``hash`` of the last record pruned (``prune_audit``);
-                       absent until the first prune, which is as if ``seq`` were 0
+    audit:anchor       hash   ``seq`` and ``hash`` of the cut the last prune made, and ``base``
+                       (below); absent until the first prune, which is as if both were 0
     approval:<id>      hash   ``state``, ``version``, ``body`` (the request's JSON)
     approvals          zset   approval ids scored by ``created_at``
     signing_request:<id>  hash  the same for a signing request (signer.codesign)
@@ -81,19 +81,37 @@ return current
 """
 
 
-# The stored records with seq > ARGV[1], at most ARGV[2] of them (-1: all), as list entries.
-# KEYS: audit, audit:anchor. In Lua so that the list and its anchor (which moves the list's
-# indexes when a prune trims it) are read as of one instant.
+# The audit scripts read the chain's list with its anchor hash: ``seq`` and ``hash`` of the cut
+# the last prune made (records up to it are no longer part of the log), and ``base``, the seq
+# of the record just before the list's first element (a prune trims the list in steps, so the
+# base climbs to the anchor's seq). Record ``s`` is at index ``s - 1 - base``. In Lua so that
+# the list and its anchor are read as of one instant.
+
+# The stored records with seq > ARGV[1], at most ARGV[2] of them (-1: all). KEYS: audit,
+# audit:anchor. Compared with the length first: a huge ARGV[1] is a float here, which LRANGE
+# refuses.
 AUDIT_RANGE_SCRIPT: Final = """
-local start = tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-if start < 0 then
-  start = 0
+local anchor = redis.call('HMGET', KEYS[2], 'seq', 'base')
+local start = math.max(tonumber(ARGV[1]), tonumber(anchor[1] or '0')) - tonumber(anchor[2] or '0')
+if start >= redis.call('LLEN', KEYS[1]) then
+  return {}
 end
 local stop = -1
 if tonumber(ARGV[2]) >= 0 then
   stop = start + tonumber(ARGV[2]) - 1
 end
 return redis.call('LRANGE', KEYS[1], start, stop)
+"""
+
+# {anchor seq, anchor hash, {records with seq > ARGV[1]}}. KEYS: audit, audit:anchor.
+AUDIT_EXPORT_SCRIPT: Final = """
+local anchor = redis.call('HMGET', KEYS[2], 'seq', 'hash', 'base')
+local start = math.max(tonumber(ARGV[1]), tonumber(anchor[1] or '0')) - tonumber(anchor[3] or '0')
+local lines = {}
+if start < redis.call('LLEN', KEYS[1]) then
+  lines = redis.call('LRANGE', KEYS[1], start, -1)
+end
+return {anchor[1] or '0', anchor[2] or '', lines}
 """
 
 # The newest record, or the newest of action ARGV[1] (nil, i.e. false, if none is stored).
@@ -106,11 +124,26 @@ local seq = redis.call('HGET', KEYS[3], ARGV[1])
 if not seq then
   return false
 end
-local index = tonumber(seq) - 1 - tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-if index < 0 then
+local anchor = redis.call('HMGET', KEYS[2], 'seq', 'base')
+if tonumber(seq) <= tonumber(anchor[1] or '0') then
   return false
 end
-return redis.call('LINDEX', KEYS[1], index)
+return redis.call('LINDEX', KEYS[1], tonumber(seq) - 1 - tonumber(anchor[2] or '0'))
+"""
+
+# Trim up to ARGV[1] records the anchor has cut from the head of the list; how many it trimmed.
+# KEYS: audit, audit:anchor. A prune runs it until it answers 0: trimming a million at once
+# would hold the (single-threaded) server for the whole LTRIM.
+AUDIT_TRIM_SCRIPT: Final = """
+local anchor = redis.call('HMGET', KEYS[2], 'seq', 'base')
+local base = tonumber(anchor[2] or '0')
+local count = math.min(tonumber(ARGV[1]), tonumber(anchor[1] or '0') - base)
+if count <= 0 then
+  return 0
+end
+redis.call('LTRIM', KEYS[1], count, -1)
+redis.call('HSET', KEYS[2], 'base', string.format('%d', base + count))
+return count
 """
 
 

@@ -50,7 +50,11 @@ AUDIT_ROWS_PER_INSERT = 300
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 LOCKED_RETRY_S = 0.02
 # The meta row holding the audit log's anchor (``prune_audit``), as {"seq": …, "hash": …}.
+# Reads skip records at or below its seq: what a prune has yet to delete.
 AUDIT_ANCHOR = "audit.anchor"
+# Records deleted per transaction by a prune: a few milliseconds of the write lock each, where
+# deleting a million at once held it for seconds and a serving signer's commits timed out.
+PRUNE_ROWS_PER_DELETE = 5000
 
 
 @contextmanager
@@ -328,14 +332,14 @@ class SqliteStore:
         def query(conn: sqlite3.Connection) -> list[AuditRecord]:
             rows = conn.execute(
                 "SELECT record FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, -1 if limit is None else limit),
+                (max(after, _anchor(conn).seq), -1 if limit is None else limit),
             ).fetchall()
             return [AuditRecord.from_json(json.loads(row[0])) for row in rows]
 
         return await self._run(query)
 
     async def audit_last(self, *, action: str | None = None) -> AuditRecord | None:
-        """The newest audit record (of ``action``), if any."""
+        """The newest stored audit record (of ``action``), if any."""
 
         def query(conn: sqlite3.Connection) -> AuditRecord | None:
             if action is None:
@@ -343,8 +347,8 @@ class SqliteStore:
             else:
                 row = conn.execute(
                     "SELECT record FROM audit WHERE json_extract(record, '$.action') = ? "
-                    "ORDER BY seq DESC LIMIT 1",
-                    (action,),
+                    "AND seq > ? ORDER BY seq DESC LIMIT 1",
+                    (action, _anchor(conn).seq),
                 ).fetchone()
             return None if row is None else AuditRecord.from_json(json.loads(row[0]))
 
@@ -352,12 +356,21 @@ class SqliteStore:
 
     async def audit_raw(self, *, after: int = 0) -> list[str]:
         """The stored JSON of each record with ``seq > after``, unparsed, for verification."""
+        return (await self.audit_export(after=after))[1]
 
-        def query(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT record FROM audit WHERE seq > ? ORDER BY seq", (after,)
-            ).fetchall()
-            return [str(row[0]) for row in rows]
+    async def audit_export(self, *, after: int = 0) -> tuple[AuditAnchor, list[str]]:
+        """The anchor, and the stored JSON of each record with ``seq > after``, as of one
+        instant (one read transaction: a prune committing meanwhile is seen whole or not)."""
+
+        def query(conn: sqlite3.Connection) -> tuple[AuditAnchor, list[str]]:
+            with conn:
+                conn.execute("BEGIN")
+                anchor = _anchor(conn)
+                rows = conn.execute(
+                    "SELECT record FROM audit WHERE seq > ? ORDER BY seq",
+                    (max(after, anchor.seq),),
+                ).fetchall()
+            return anchor, [str(row[0]) for row in rows]
 
         return await self._run(query)
 
@@ -368,25 +381,37 @@ class SqliteStore:
     async def prune_audit(
         self, *, through: int, expected_hash: str, audit: Sequence[AuditEntry] = ()
     ) -> list[AuditRecord]:
-        """Remove records up to ``through`` (stored with ``expected_hash``, and not the head),
-        anchor the log there and append ``audit``, in one transaction; else ``StaleWrite``."""
+        """Anchor the log at ``through`` (stored with ``expected_hash``, and not the head) and
+        append ``audit`` in one transaction, else ``StaleWrite``; then delete the records up to
+        it, ``PRUNE_ROWS_PER_DELETE`` per transaction so that no commit of a serving signer
+        waits long. Reads skip records at or below the anchor meanwhile (and after a crash
+        between the two: the next prune deletes them)."""
 
         def prune(conn: sqlite3.Connection) -> list[AuditRecord]:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 row = conn.execute("SELECT hash FROM audit WHERE seq = ?", (through,)).fetchone()
-                if row is None or row[0] != expected_hash:
+                if row is None or row[0] != expected_hash or through <= _anchor(conn).seq:
                     raise StaleWrite(f"audit record {through} is not stored with that hash")
                 if conn.execute("SELECT 1 FROM audit WHERE seq > ?", (through,)).fetchone() is None:
                     raise StaleWrite(f"audit record {through} is the head: nothing would remain")
-                conn.execute("DELETE FROM audit WHERE seq <= ?", (through,))
                 anchor = json.dumps({"seq": through, "hash": expected_hash})
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (AUDIT_ANCHOR, anchor),
                 )
-                return _append_audit(conn, audit)
+                records = _append_audit(conn, audit)
+            while True:
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    deleted = conn.execute(
+                        "DELETE FROM audit WHERE seq IN "
+                        "(SELECT seq FROM audit WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                        (through, PRUNE_ROWS_PER_DELETE),
+                    ).rowcount
+                if deleted < PRUNE_ROWS_PER_DELETE:
+                    return records
 
         return await self._run(prune)
 

@@ -7,6 +7,7 @@ and the store are then checked the way an auditor would, with ``verify_export``.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from jwks.b64 import b64url_encode
 from jwks.jwk import Jwk
-from signer.audit.chain import format_time
-from signer.audit.prune import PRUNE_ACTION, PruneRefused, prune, read_lines
-from signer.audit.verify import verify_export
+from signer.audit.chain import PRUNE_ACTION, format_time
+from signer.audit.prune import PruneRefused, prune, read_lines
+from signer.audit.verify import verify_export, verify_stored
 from signer.audit.writer import AuditWriter
 from signer.store.base import NO_ANCHOR, AuditAnchor
 from signer.store.sqlite import SqliteStore
@@ -93,7 +94,7 @@ async def test_both_halves_verify_and_the_store_chains_on(log: Log, tmp_path: Pa
     named = await log.sign(5)
     archive = tmp_path / "archive-1.jsonl"
 
-    said = await prune(log.store, audit_keys(), archive, now=log.clock())
+    said = await prune(log.store, audit_keys(), archive, clock=log.clock)
 
     anchor = await log.store.audit_anchor()
     assert anchor.seq == named
@@ -113,9 +114,9 @@ async def test_both_halves_verify_and_the_store_chains_on(log: Log, tmp_path: Pa
 
 async def test_a_second_prune_starts_where_the_first_ended(log: Log, tmp_path: Path) -> None:
     first = await log.sign(4)
-    await prune(log.store, audit_keys(), tmp_path / "a1.jsonl", now=log.clock())
+    await prune(log.store, audit_keys(), tmp_path / "a1.jsonl", clock=log.clock)
     second = await log.sign(4)
-    await prune(log.store, audit_keys(), tmp_path / "a2.jsonl", now=log.clock())
+    await prune(log.store, audit_keys(), tmp_path / "a2.jsonl", clock=log.clock)
 
     archived = read_lines(tmp_path / "a2.jsonl")
     assert json.loads(archived[0])["seq"] == first + 1
@@ -137,12 +138,12 @@ async def test_through_and_older_than_choose_an_earlier_checkpoint(
     assert second > first
 
     said = await prune(
-        log.store, audit_keys(), tmp_path / "a.jsonl", now=log.clock(), through=second - 1
+        log.store, audit_keys(), tmp_path / "a.jsonl", clock=log.clock, through=second - 1
     )
     assert (await log.store.audit_anchor()).seq == first
     assert f"after seq {first} " in said
     nothing = await prune(
-        log.store, audit_keys(), tmp_path / "b.jsonl", now=log.clock(), signed_before=first_signed
+        log.store, audit_keys(), tmp_path / "b.jsonl", clock=log.clock, signed_before=first_signed
     )
     assert nothing.startswith("nothing to prune")
     assert not (tmp_path / "b.jsonl").exists()
@@ -153,7 +154,7 @@ async def test_without_a_checkpoint_after_the_anchor_nothing_is_pruned(
 ) -> None:
     for i in range(3):
         await log.writer.record(actor="idp", action="jwt.sign", target="r", details={"n": i})
-    said = await prune(log.store, audit_keys(), tmp_path / "a.jsonl", now=log.clock())
+    said = await prune(log.store, audit_keys(), tmp_path / "a.jsonl", clock=log.clock)
     assert said.startswith("nothing to prune")
     assert await log.store.audit_anchor() == NO_ANCHOR
 
@@ -171,7 +172,7 @@ async def test_a_log_that_does_not_verify_is_not_pruned(log: Log, tmp_path: Path
         with pytest.raises(
             PruneRefused, match="does not verify, so nothing is pruned: FAIL: record seq 2"
         ):
-            await prune(store, audit_keys(), tmp_path / "a.jsonl", now=T0)
+            await prune(store, audit_keys(), tmp_path / "a.jsonl", clock=lambda: T0)
         assert not (tmp_path / "a.jsonl").exists()
         assert await store.audit_anchor() == NO_ANCHOR
         assert len(await store.audit_raw()) == 5
@@ -181,11 +182,63 @@ async def test_a_log_that_does_not_verify_is_not_pruned(log: Log, tmp_path: Path
 
 async def test_no_keys_or_an_existing_archive_prunes_nothing(log: Log, tmp_path: Path) -> None:
     await log.sign(4)
-    with pytest.raises(PruneRefused, match="no audit key"):
-        await prune(log.store, [], tmp_path / "a.jsonl", now=log.clock())
+    with pytest.raises(PruneRefused, match="no ES256 audit key"):
+        await prune(log.store, [], tmp_path / "a.jsonl", clock=log.clock)
     existing = tmp_path / "a.jsonl"
     existing.write_text("mine\n", encoding="utf-8")
     with pytest.raises(PruneRefused, match="already exists"):
-        await prune(log.store, audit_keys(), existing, now=log.clock())
+        await prune(log.store, audit_keys(), existing, clock=log.clock)
     assert existing.read_text(encoding="utf-8") == "mine\n"
+    assert await log.store.audit_anchor() == NO_ANCHOR
+
+
+async def test_an_anchor_no_prune_made_fails_verification(log: Log, tmp_path: Path) -> None:
+    """Records deleted from the store and an anchor written by hand look like a prune to the
+    chain; a real prune also leaves the checkpoint naming the cut and its audit.prune record."""
+    await log.sign(6)
+    lines = await log.store.audit_raw()
+    cut = json.loads(lines[2])  # seq 3: no checkpoint names it
+    await log.writer.aclose()
+    await log.store.aclose()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute("DELETE FROM audit WHERE seq <= 3")
+        anchor = json.dumps({"seq": 3, "hash": cut["hash"]})
+        conn.execute("INSERT INTO meta (key, value) VALUES ('audit.anchor', ?)", (anchor,))
+    store = SqliteStore(tmp_path / "state.db")
+    try:
+        stored_anchor, kept = await store.audit_export()
+        assert verify_export(kept, audit_keys(), after=3, prev=cut["hash"]).ok  # the chain holds
+        report = verify_stored(kept, audit_keys(), anchor=stored_anchor)
+        assert not report.ok
+        assert "no checkpoint naming it is stored" in report.summary
+        with pytest.raises(PruneRefused, match="removed without signer audit prune"):
+            await prune(store, audit_keys(), tmp_path / "a.jsonl", clock=lambda: T0)
+    finally:
+        await store.aclose()
+
+
+async def test_an_archive_written_in_short_pieces_is_whole(
+    log: Log, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write() may take part of the bytes (a full disk, a file over 2 GiB): all must land."""
+    await log.sign(8)
+    real_write = os.write
+    monkeypatch.setattr("signer.audit.prune.os.write", lambda fd, data: real_write(fd, data[:50]))
+    archive = tmp_path / "a.jsonl"
+    await prune(log.store, audit_keys(), archive, clock=log.clock)
+    assert [json.loads(line)["seq"] for line in read_lines(archive)] == list(range(1, 10))
+
+
+async def test_keys_that_cannot_sign_checkpoints_prune_nothing(log: Log, tmp_path: Path) -> None:
+    await log.sign(3)
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
+    jwk = {
+        "kty": "EC",
+        "crv": "P-384",
+        "x": b64url_encode(p384.x.to_bytes(48, "big")),
+        "y": b64url_encode(p384.y.to_bytes(48, "big")),
+        "kid": "audit-k",
+    }
+    with pytest.raises(PruneRefused, match="no ES256 audit key"):
+        await prune(log.store, [Jwk(**jwk)], tmp_path / "a.jsonl", clock=log.clock)  # type: ignore[typeddict-item]
     assert await log.store.audit_anchor() == NO_ANCHOR

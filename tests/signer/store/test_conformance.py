@@ -221,6 +221,29 @@ async def test_a_pruned_log_starts_after_its_anchor_and_chains_on(store: StateSt
     assert (after.seq, after.prev) == (7, pruned.hash)
 
 
+async def test_a_prune_longer_than_one_step_removes_every_record_before_the_cut(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records go a few per transaction (a serving signer's commits never wait long)."""
+    monkeypatch.setattr("signer.store.sqlite.PRUNE_ROWS_PER_DELETE", 3)
+    monkeypatch.setattr("signer.store.redis.PRUNE_RECORDS_PER_TRIM", 3)
+    kept = await store.append_audit([audit_entry(f"a{n}", n) for n in range(1, 13)])
+    await store.prune_audit(through=10, expected_hash=kept[9].hash)
+    assert [r.seq for r in await store.audit_records()] == [11, 12]
+    assert await store.audit_export() == (
+        AuditAnchor(seq=10, hash=kept[9].hash),
+        [kept[10].line(), kept[11].line()],
+    )
+    (later,) = await store.prune_audit(
+        through=11, expected_hash=kept[10].hash, audit=[audit_entry("p")]
+    )
+    assert await store.audit_export(after=5) == (
+        AuditAnchor(seq=11, hash=kept[10].hash),
+        [kept[11].line(), later.line()],
+    )
+    assert await store.audit_records(after=2**62) == []  # GET /v1/audit?after= takes up to it
+
+
 async def test_a_prune_refused_changes_nothing(store: StateStore) -> None:
     """The cut must be stored with the hash the caller verified, and must not be the head."""
     kept = await store.append_audit([audit_entry(f"a{n}", n) for n in range(1, 4)])
