@@ -5,6 +5,7 @@ Every endpoint needs ``keys:admin:<ring>``; listing shows only the rings a princ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -41,8 +42,11 @@ def key_document(record: KeyRecord) -> dict[str, Any]:
     return doc
 
 
-def ring_document(view: RingView, next_transition_at: int | None) -> dict[str, Any]:
-    """A ring's policy, keys and schedule."""
+def ring_document(
+    view: RingView, records: Sequence[KeyRecord], next_transition_at: int | None
+) -> dict[str, Any]:
+    """A ring's policy, keys (their ``records`` as stored: the view's copies do not follow the
+    exp watermarks that signing raises) and schedule."""
     policy = view.policy
     document = policy_document(policy)
     del document["alg"]
@@ -52,7 +56,7 @@ def ring_document(view: RingView, next_transition_at: int | None) -> dict[str, A
         "policy": document,
         "active_kid": view.signing.record.kid if view.signing else None,
         "next_transition_at": next_transition_at,
-        "keys": [key_document(r) for r in view.records],
+        "keys": [key_document(r) for r in records],
     }
 
 
@@ -80,7 +84,7 @@ async def list_rings(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     keeper = request.app[KEEPER]
     rings = [
-        ring_document(view, keeper.next_transition(name))
+        ring_document(view, await service.store.keys(name), keeper.next_transition(name))
         for name, view in service.views.items()
         if principal.allows(f"keys:admin:{name}")
     ]
@@ -93,9 +97,11 @@ async def get_ring(request: web.Request) -> web.Response:
     """GET /v1/rings/{ring}: keys with state and every lifecycle timestamp."""
     principal = principal_of(request)
     ring = request.match_info["ring"]
-    view = request.app[SERVICE].view(ring)
+    service = request.app[SERVICE]
+    view = service.view(ring)
     require(principal, f"keys:admin:{ring}")
-    return json_response(ring_document(view, request.app[KEEPER].next_transition(ring)))
+    records = await service.store.keys(ring)
+    return json_response(ring_document(view, records, request.app[KEEPER].next_transition(ring)))
 
 
 async def rotate_ring(request: web.Request) -> web.Response:

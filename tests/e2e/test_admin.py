@@ -59,6 +59,23 @@ def test_only_key_admins_see_rings(own_signer: SignerProcess, role: str) -> None
     assert own_signer.request("GET", "/v1/rings").status == 401
 
 
+def test_a_rings_keys_show_the_watermark_signing_raised(signer: SignerProcess) -> None:
+    """exp_watermark is what the store holds, not the copy the ring view was built from."""
+    issued = signer.request(
+        "POST", SIGN, body={"claims": {}, "ttl": 3000}, token=signer.setup.tokens["issuer"]
+    ).json()
+    admin = signer.setup.tokens["admin"]
+    for path in ("/v1/rings/default", "/v1/rings"):
+        answer = signer.request("GET", path, token=admin).json()
+        ring = (
+            answer
+            if path.endswith("default")
+            else next(r for r in answer["rings"] if r["name"] == "default")
+        )
+        (key,) = [k for k in ring["keys"] if k["kid"] == issued["kid"]]
+        assert key["exp_watermark"] >= issued["exp"]
+
+
 def test_safe_rotation_waits_for_prepublication(own_signer: SignerProcess) -> None:
     """Right after start the standby is new; the rotation is accepted for prepublish later."""
     admin = own_signer.setup.tokens["admin"]
