@@ -134,6 +134,7 @@ async def _keys_report(settings: Settings) -> list[dict[str, Any]]:
                 "created_at": record.created_at,
                 "activated_at": record.activated_at,
                 "exp_watermark": record.exp_watermark,
+                "revoke_reason": record.revoke_reason,
             }
             if record.state is not KeyState.DESTROYED:
                 row.update(await _proof(backend, ref_of(record)))
@@ -172,9 +173,10 @@ def _cmd_keys_list(args: argparse.Namespace) -> int:
         created = "-"
         if row["created_at"] is not None:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["created_at"]))
+        reason = row.get("revoke_reason")
         print(
             f"{row['ring']:<12} {row['state']:<10} {row['alg']:<6} {row['kid'] or '-':<44} "
-            f"{created:<20} {row.get('proof', '-')}"
+            f"{created:<20} {row.get('proof', '-')}" + (f"  (revoked: {reason})" if reason else "")
         )
     return 0 if all(r.get("proof", "ok") == "ok" for r in rows) else 1
 

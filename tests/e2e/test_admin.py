@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import jwt
@@ -125,6 +126,14 @@ def test_revoke_cuts_the_key_off_at_once(own_signer: SignerProcess) -> None:
     assert sign(own_signer) == answer["active_kid"]
     # The new active key verifies against the JWKS; a new standby is already published.
     assert len(published(own_signer)) == 2
+    # The runbook's check (rotation.md): keys list shows the state and the reason.
+    config = str(own_signer.setup.config)
+    listed = run_cli("keys", "list", "--config", config, check=False).stdout
+    (line,) = [row for row in listed.splitlines() if old in row]
+    assert "revoked" in line
+    assert line.endswith("(revoked: laptop stolen)")
+    rows = json.loads(run_cli("keys", "list", "--config", config, "--json", check=False).stdout)
+    assert next(r for r in rows if r["kid"] == old)["revoke_reason"] == "laptop stolen"
 
 
 @pytest.mark.parametrize(
