@@ -249,6 +249,12 @@ def check_against_profile(spec: RequestSpec, profile: ProfileSettings, alg: Alg)
 
     Returns the spec with its effective predicate type (``cosign/sign/v1`` for a container).
     """
+    if spec.kind.value not in profile.kinds:
+        raise KindNotSupported(
+            f"profile {profile.name!r} does not sign {spec.kind.value!r} requests "
+            f"(its kinds: {list(profile.kinds)})",
+            field="kind",
+        )
     if len(spec.subjects) > profile.max_subjects:
         raise TooManySubjects(
             f"{len(spec.subjects)} subjects exceed profile {profile.name!r}'s max_subjects "
@@ -269,12 +275,6 @@ def check_against_profile(spec: RequestSpec, profile: ProfileSettings, alg: Alg)
             f"predicate type {spec.predicate_type!r} is not allowed by profile "
             f"{profile.name!r} (allowed: {list(profile.predicate_types)})",
             field="predicate_type",
-        )
-    if spec.kind.value not in profile.kinds:
-        raise KindNotSupported(
-            f"profile {profile.name!r} does not sign {spec.kind.value!r} requests "
-            f"(its kinds: {list(profile.kinds)})",
-            field="kind",
         )
     if spec.kind is Kind.BLOB and alg is not Alg.ES256:
         raise KindNotSupported(

@@ -190,8 +190,9 @@ def test_a_blob_needs_an_es256_ring() -> None:
 
 def test_a_kind_the_profile_does_not_list_is_a_422_naming_it() -> None:
     no_blobs = ProfileSettings(**{**_fields(PROFILE), "kinds": ("container", "attestation")})
+    outside = body(subjects=[{"name": "elsewhere.zip", "digest": {"sha256": DIGEST}}])
     with pytest.raises(KindNotSupported, match="does not sign 'blob' requests") as refused:
-        check_against_profile(parse_request(body()), no_blobs, Alg.ES256)
+        check_against_profile(parse_request(outside), no_blobs, Alg.ES256)  # the kind first
     assert (refused.value.status, refused.value.field) == (422, "kind")
     container = body(
         kind="container",
