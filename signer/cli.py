@@ -61,9 +61,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.worker is None:  # said once, by the supervisor or the one process
         for ring in blob_oracle_rings(settings):
             log.warning(
-                "ring %s signs blobs and DSSE or container outputs with one key: an approved "
-                "blob can stand for a statement or an image nobody approved; give blobs a ring "
-                "of their own and set the profiles' kinds (docs/security.md)",
+                "ring %s signs blobs, and with the same key DSSE statements (every request's "
+                "approval attestation, and containers and attestations unless the profiles' "
+                "kinds leave them out): an approved blob digest can be a statement's, which "
+                "then verifies though nobody approved it (docs/security.md)",
                 ring,
             )
     if settings.server.workers > 1 and args.worker is None:
@@ -176,7 +177,8 @@ def _cmd_keys_list(args: argparse.Namespace) -> int:
         reason = row.get("revoke_reason")
         print(
             f"{row['ring']:<12} {row['state']:<10} {row['alg']:<6} {row['kid'] or '-':<44} "
-            f"{created:<20} {row.get('proof', '-')}" + (f"  (revoked: {reason})" if reason else "")
+            f"{created:<20} {row.get('proof', '-')}"
+            + (f"  (revoked: {json.dumps(reason)})" if reason else "")
         )
     return 0 if all(r.get("proof", "ok") == "ok" for r in rows) else 1
 

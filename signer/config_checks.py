@@ -85,16 +85,23 @@ def _check_profiles(settings: Settings, principal_names: set[str]) -> None:
 
 
 def blob_oracle_rings(settings: Settings) -> list[str]:
-    """Rings whose key signs ``blob`` requests and also DSSE or container outputs.
+    """ES256 rings whose key signs ``blob`` requests, and so DSSE statements too.
 
-    A blob signature is ECDSA over a digest the requester picks; if that digest is the one of
+    A blob signature is ECDSA over a digest the requester picks. If that digest is the one of
     a DSSE PAE or of a cosign payload, the approved "blob" is a valid signature over a statement
     or an image nobody approved, outside the profiles' ``subjects`` and ``predicate_types``.
-    Loaded, for compatibility, but ``signer serve`` warns about each such ring.
+    Every request, a blob's included, also gets an approval attestation signed by the same
+    key, so a ring that signs blobs always signs statements as well. Loaded, for
+    compatibility; ``signer serve`` warns about each such ring.
     """
-    blob_rings = {p.ring for p in settings.profiles if "blob" in p.kinds}
-    other_rings = {p.ring for p in settings.profiles if set(p.kinds) - {"blob"}}
-    return sorted(blob_rings & other_rings)
+    rings = {
+        p.ring
+        for p in settings.profiles
+        if "blob" in p.kinds
+        and (ring := settings.ring(p.ring)) is not None
+        and ring.alg is Alg.ES256
+    }
+    return sorted(rings)
 
 
 def _check_profile_quorum(i: int, profile: ProfileSettings, members: tuple[str, ...]) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Literal, get_args
 
+from signer.errors import ConfigError
+
 EventLoopKind = Literal["uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoopKind, ...] = get_args(EventLoopKind)
 DEFAULT_EVENT_LOOP: EventLoopKind = "uvloop"
@@ -19,8 +21,12 @@ DEFAULT_EVENT_LOOP: EventLoopKind = "uvloop"
 def new_event_loop(kind: EventLoopKind) -> asyncio.AbstractEventLoop:
     """A fresh event loop of ``kind`` (not yet set as the thread's current loop)."""
     if kind == "uvloop":
-        import uvloop  # noqa: PLC0415 -- only the serving process needs it
-
+        try:
+            import uvloop  # noqa: PLC0415 -- only the serving process needs it
+        except ImportError:
+            raise ConfigError(
+                'server.event_loop: uvloop is not installed here; set event_loop = "asyncio"'
+            ) from None
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 

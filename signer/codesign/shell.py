@@ -47,6 +47,7 @@ from signer.codesign.records import (
     with_outputs,
 )
 from signer.codesign.requests import (
+    KindNotSupported,
     RequestSpec,
     check_against_profile,
     check_requester,
@@ -270,6 +271,13 @@ class CodeSigning:
         if record.state is RequestState.SIGNED:
             return _outcome(record)  # a resumed run: signed before the crash
         profile = find_profile(self._profiles, record.profile)
+        if record.kind.value not in profile.kinds:
+            # Approved before the profile's kinds were narrowed: the config now says no.
+            raise KindNotSupported(
+                f"profile {profile.name!r} no longer signs {record.kind.value!r} requests "
+                f"(its kinds: {list(profile.kinds)})",
+                field="kind",
+            )
         key = self._service.view(profile.ring).signing
         if key is None:
             raise KeyNotActive(f"ring {profile.ring!r} has no active key to sign with")

@@ -214,6 +214,12 @@ def _verify_simple_signing(args: argparse.Namespace) -> str:
 def _check_usage(args: argparse.Namespace) -> None:
     if args.simple_signing and not args.signature:
         raise ConfigError("--simple-signing needs --signature")
+    if args.simple_signing and args.predicate_type:
+        # Silently verifying without it would report a check never made.
+        raise ConfigError(
+            "--predicate-type goes with --bundle or --envelope: a simple-signing "
+            "payload carries no statement"
+        )
     if args.jwks:
         check_jwks_url(args.jwks)
     if args.envelope and args.payload_type != PAYLOAD_TYPE and (args.artifact or args.digest):
@@ -266,7 +272,7 @@ def add_verify_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--predicate-type",
         action="append",
         metavar="URI",
-        help="with --bundle: the statement's predicate type must be this (repeat for any of "
-        "several); a pipeline should always say which statement it trusts",
+        help="with --bundle or --envelope: the statement's predicate type must be this (repeat "
+        "for any of several); a pipeline should always say which statement it trusts",
     )
     verify.set_defaults(func=_cmd_verify)

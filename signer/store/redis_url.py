@@ -53,16 +53,32 @@ def check_redis_url(url: str) -> None:
         raise ValueError("a unix:// URL needs an absolute socket path (unix:///run/redis.sock)")
     if scheme != "unix" and not where.split("/", 1)[0].split("?", 1)[0]:
         raise ValueError(f"a {scheme}:// URL needs a host ({scheme}://127.0.0.1:6379/0)")
-    if scheme != "unix":
-        # As the client will read it. A password holding "/", "?" or "#" unencoded ends the
-        # authority early and the client's error would quote part of it: say so without it.
-        try:
-            urlsplit(url).port  # noqa: B018 -- the property parses the port
-        except ValueError:
-            raise ValueError(
-                "the host:port part does not parse; percent-encode '/', '?', '#' and '@' in "
-                "a password (or use password_env)"
-            ) from None
+    if scheme != "unix" and _client_host(url) != _host_of(where):
+        # The client splits the authority at the first "/", "?" or "#": a password holding one
+        # unencoded ends it early, and the client would connect somewhere else, with no
+        # password, or fail quoting part of the password. Say so without quoting it.
+        raise ValueError(
+            "the host:port part does not parse; percent-encode '/', '?', '#' and '@' in a "
+            "password (or use password_env)"
+        )
+
+
+def _client_host(url: str) -> str | None:
+    """The host the client will connect to (None if its port does not parse either)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 -- the property parses the port
+    except ValueError:
+        return None
+    return parts.hostname
+
+
+def _host_of(where: str) -> str:
+    """The host of ``host[:port][/db][?query]``, the text after a URL's last "@"."""
+    authority = where.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if authority.startswith("["):  # an IPv6 literal
+        return authority[1 : authority.find("]")].lower()
+    return authority.rsplit(":", 1)[0].lower() if ":" in authority else authority.lower()
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:

@@ -131,7 +131,7 @@ def test_revoke_cuts_the_key_off_at_once(own_signer: SignerProcess) -> None:
     listed = run_cli("keys", "list", "--config", config, check=False).stdout
     (line,) = [row for row in listed.splitlines() if old in row]
     assert "revoked" in line
-    assert line.endswith("(revoked: laptop stolen)")
+    assert line.endswith('(revoked: "laptop stolen")')  # quoted: a reason is one line
     rows = json.loads(run_cli("keys", "list", "--config", config, "--json", check=False).stdout)
     assert next(r for r in rows if r["kid"] == old)["revoke_reason"] == "laptop stolen"
 

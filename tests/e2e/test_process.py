@@ -66,7 +66,7 @@ def test_serve_runs_on_uvloop_by_default(signer: SignerProcess) -> None:
 
 def test_serve_warns_of_a_ring_that_signs_blobs_and_statements(signer: SignerProcess) -> None:
     """The dev profile takes every kind on one ring, as the default allows; serve says why not."""
-    assert "ring codesign signs blobs and DSSE or container outputs with one key" in signer.log()
+    assert "ring codesign signs blobs, and with the same key DSSE statements" in signer.log()
 
 
 def test_serve_on_the_asyncio_loop_signs_when_configured(fresh_setup: Setup) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
+from signer.errors import ConfigError
 from signer.eventloop import EVENT_LOOPS, EventLoopKind, loop_kind, new_event_loop
 
 
@@ -29,3 +31,11 @@ def test_the_two_kinds_are_different_loops() -> None:
     finally:
         for loop in loops:
             loop.close()
+
+
+def test_uvloop_missing_is_a_config_error_naming_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on a platform without its wheels
+    with pytest.raises(ConfigError, match=r'server\.event_loop: .* set event_loop = "asyncio"'):
+        new_event_loop("uvloop")

@@ -122,10 +122,12 @@ def test_kinds_outside_the_three_or_repeated_are_refused(tmp_path: Path, kinds: 
         load(tmp_path, extra=f"kinds = {kinds}\n")
 
 
-def test_a_ring_signing_blobs_and_statements_is_named_for_a_warning(tmp_path: Path) -> None:
-    """Blob digests are the requester's: on a shared key a blob can be a DSSE signature."""
+def test_a_ring_signing_blobs_is_named_for_a_warning(tmp_path: Path) -> None:
+    """Blob digests are the requester's, and the same key signs every request's approval
+    attestation (DSSE): a ring that signs blobs signs statements nobody approved."""
     assert blob_oracle_rings(load(tmp_path)) == ["codesign"]  # every kind, by default
+    assert blob_oracle_rings(load(tmp_path, extra='kinds = ["blob"]\n')) == ["codesign"]
     split = load(tmp_path, extra='kinds = ["container", "attestation"]\n')
     assert split.profiles[0].kinds == ("container", "attestation")
     assert blob_oracle_rings(split) == []
-    assert blob_oracle_rings(load(tmp_path, extra='kinds = ["blob"]\n')) == []
+    assert blob_oracle_rings(load(tmp_path, alg="ES384")) == []  # refuses blobs anyway

@@ -22,7 +22,7 @@ from signer.approvals.shell import Approvals
 from signer.audit.writer import AuditWriter
 from signer.auth import Principal
 from signer.codesign.records import Kind, RequestState, SigningRequest, UnknownSigningRequest
-from signer.codesign.requests import parse_request
+from signer.codesign.requests import KindNotSupported, parse_request
 from signer.codesign.shell import OPERATION, RETRY_AFTER_S, CodeSigning
 from signer.errors import HsmUnavailable, StoreUnavailable
 from signer.hsm.pkcs11 import Pkcs11Backend
@@ -167,6 +167,29 @@ async def test_an_expired_request_reads_expired_and_never_signs(
     assert approval is not None
     assert approval.state == "expired"
     assert [r.id for r, _ in await node.codesign.list(state="expired")] == [record.id]
+
+
+async def test_a_kind_the_profile_no_longer_signs_is_not_signed_at_quorum(
+    nodes: tuple[Node, Node, MovingClock],
+) -> None:
+    """Approved in part, then the operator narrows the profile's kinds and restarts: the last
+    vote must not sign what the config now refuses."""
+    node, _, clock = nodes
+    record, _ = await node.codesign.create(CI, parse_request(blob(9)))
+    await node.codesign.vote(record.id, approver("ann"), Decision.APPROVE, "ok")
+    (profile,) = node.settings.profiles
+    narrowed = replace(
+        node.settings, profiles=(replace(profile, kinds=("container", "attestation")),)
+    )
+    restarted = CodeSigning(
+        narrowed, service=node.service, approvals=node.approvals, audit=node.audit, clock=clock
+    )
+    node.approvals.register(OPERATION, restarted.run)
+    with pytest.raises(KindNotSupported, match="no longer signs 'blob' requests"):
+        await restarted.vote(record.id, approver("bob"), Decision.APPROVE, "ok")
+    after, _ = await restarted.get(record.id)
+    assert (after.state, after.outputs) == (RequestState.PENDING, {})
+    assert "signing.sign" not in [r.action for r in await node.store.audit_records()]
 
 
 async def test_a_resumed_run_returns_the_stored_outputs_without_signing_again(

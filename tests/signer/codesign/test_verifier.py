@@ -54,6 +54,13 @@ def test_a_simple_signing_signature_verifies(container: dict[str, Path]) -> None
     assert verify_simple(container, "--key", str(container["key"])) == 0
 
 
+def test_a_predicate_type_with_simple_signing_is_bad_usage(container: dict[str, Path]) -> None:
+    """A simple-signing payload has no statement: the check cannot be made, so say so."""
+    assert verify_simple(container, "--key", str(container["key"])) == 0
+    types = ["--predicate-type", "https://slsa.dev/provenance/v1"]
+    assert verify_simple(container, "--key", str(container["key"]), *types) == 2
+
+
 def test_a_url_safe_base64_signature_verifies(container: dict[str, Path]) -> None:
     """attest.b64 accepts either alphabet, as DSSE requires of verifiers."""
     der = base64.b64decode(container["signature"].read_text())

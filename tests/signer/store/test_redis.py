@@ -216,13 +216,22 @@ def test_bad_redis_urls_are_refused_precisely(url: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6379/0", "rediss://u:p@h:6380", "unix:///run/redis.sock?db=2"]
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://u:p@h:6380",
+        "unix:///run/redis.sock?db=2",
+        "redis://[::1]:6379/0",
+        "redis://[::1]/0",
+        "redis://:pa%2Fss@Redis.Internal:6379/0?health_check_interval=2",
+        "redis://redis.internal",
+    ],
 )
 def test_direct_redis_urls_are_accepted(url: str) -> None:
     check_redis_url(url)
 
 
-@pytest.mark.parametrize("password", ["xq/zv", "xq?zv", "xq#zv"])
+@pytest.mark.parametrize("password", ["xq/zv", "xq?zv", "xq#zv", "/xqzv", "1234/xqzv", "xq@zv/"])
 def test_a_password_that_breaks_the_url_is_refused_without_quoting_it(password: str) -> None:
     """The client would fail later with "Port could not be cast to integer value as 'xq'"."""
     with pytest.raises(ValueError, match="percent-encode") as refused:
