@@ -16,9 +16,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from jwks.b64 import b64url_encode
-from jwks.jwk import Jwk
+from jwks.algorithms import Alg
+from jwks.jwk import Jwk, public_jwk
 from signer.audit.chain import PRUNE_ACTION, format_time
 from signer.audit.prune import PruneRefused, prune, read_lines
 from signer.audit.verify import verify_export, verify_stored
@@ -37,16 +38,14 @@ async def es256(payload: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
+def ec_jwk(key: ec.EllipticCurvePublicKey, alg: Alg) -> Jwk:
+    """The JWKS entry ``GET /v1/audit/keys`` would serve for ``key``, with kid ``audit-k``."""
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return Jwk(**public_jwk(alg, spki), kid="audit-k")
+
+
 def audit_keys() -> list[Jwk]:
-    numbers = KEY.public_key().public_numbers()
-    jwk = {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": b64url_encode(numbers.x.to_bytes(32, "big")),
-        "y": b64url_encode(numbers.y.to_bytes(32, "big")),
-        "kid": "audit-k",
-    }
-    return [Jwk(**jwk)]  # type: ignore[typeddict-item]
+    return [ec_jwk(KEY.public_key(), Alg.ES256)]
 
 
 class Log:
@@ -231,14 +230,7 @@ async def test_an_archive_written_in_short_pieces_is_whole(
 
 async def test_keys_that_cannot_sign_checkpoints_prune_nothing(log: Log, tmp_path: Path) -> None:
     await log.sign(3)
-    p384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
-    jwk = {
-        "kty": "EC",
-        "crv": "P-384",
-        "x": b64url_encode(p384.x.to_bytes(48, "big")),
-        "y": b64url_encode(p384.y.to_bytes(48, "big")),
-        "kid": "audit-k",
-    }
+    p384 = ec_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), Alg.ES384)
     with pytest.raises(PruneRefused, match="no ES256 audit key"):
-        await prune(log.store, [Jwk(**jwk)], tmp_path / "a.jsonl", clock=log.clock)  # type: ignore[typeddict-item]
+        await prune(log.store, [p384], tmp_path / "a.jsonl", clock=log.clock)
     assert await log.store.audit_anchor() == NO_ANCHOR
