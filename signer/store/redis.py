@@ -79,7 +79,6 @@ from signer.store.redis_documents import (
     versioned,
 )
 from signer.store.redis_schema import (
-    AUDIT_EXPORT_SCRIPT,
     AUDIT_LAST_SCRIPT,
     AUDIT_RANGE_SCRIPT,
     AUDIT_TRIM_SCRIPT,
@@ -127,7 +126,6 @@ class RedisStore(VersionedDocuments):
         self._lease = client.register_script(LEASE_SCRIPT)
         self._watermark = client.register_script(WATERMARK_SCRIPT)
         self._audit_range = client.register_script(AUDIT_RANGE_SCRIPT)
-        self._audit_export = client.register_script(AUDIT_EXPORT_SCRIPT)
         self._audit_last = client.register_script(AUDIT_LAST_SCRIPT)
         self._audit_trim = client.register_script(AUDIT_TRIM_SCRIPT)
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS - 8)  # leave room for subscriptions
@@ -400,21 +398,19 @@ class RedisStore(VersionedDocuments):
         return await self._raw(after, -1)
 
     async def _raw(self, after: int, limit: int) -> list[str]:
-        """Through the range script: the list and its anchor, read as of one instant."""
-        async with self._session():
-            return texts(
-                await self._audit_range(
-                    keys=[self._names.audit, self._names.audit_anchor], args=[max(after, 0), limit]
-                )
-            )
+        return (await self._range(after, limit))[1]
 
     async def audit_export(self, *, after: int = 0) -> tuple[AuditAnchor, list[str]]:
         """The anchor, and the stored JSON of each record with ``seq > after``, as of one
         instant (one script)."""
+        return await self._range(after, -1)
+
+    async def _range(self, after: int, limit: int) -> tuple[AuditAnchor, list[str]]:
+        """Through the range script: the list and its anchor, read as of one instant."""
         names = self._names
         async with self._session():
-            seq, hash_, lines = await self._audit_export(
-                keys=[names.audit, names.audit_anchor], args=[max(after, 0)]
+            seq, hash_, lines = await self._audit_range(
+                keys=[names.audit, names.audit_anchor], args=[max(after, 0), limit]
             )
         cut = int(text(seq))
         anchor = NO_ANCHOR if cut == 0 else AuditAnchor(seq=cut, hash=text(hash_))

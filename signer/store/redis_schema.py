@@ -87,29 +87,19 @@ return current
 # base climbs to the anchor's seq). Record ``s`` is at index ``s - 1 - base``. In Lua so that
 # the list and its anchor are read as of one instant.
 
-# The stored records with seq > ARGV[1], at most ARGV[2] of them (-1: all). KEYS: audit,
-# audit:anchor. Compared with the length first: a huge ARGV[1] is a float here, which LRANGE
-# refuses.
+# {anchor seq, anchor hash, {the stored records with seq > ARGV[1], at most ARGV[2] of them
+# (-1: all)}}. KEYS: audit, audit:anchor. Compared with the length first: a huge ARGV[1] is a
+# float here, which LRANGE refuses.
 AUDIT_RANGE_SCRIPT: Final = """
-local anchor = redis.call('HMGET', KEYS[2], 'seq', 'base')
-local start = math.max(tonumber(ARGV[1]), tonumber(anchor[1] or '0')) - tonumber(anchor[2] or '0')
-if start >= redis.call('LLEN', KEYS[1]) then
-  return {}
-end
-local stop = -1
-if tonumber(ARGV[2]) >= 0 then
-  stop = start + tonumber(ARGV[2]) - 1
-end
-return redis.call('LRANGE', KEYS[1], start, stop)
-"""
-
-# {anchor seq, anchor hash, {records with seq > ARGV[1]}}. KEYS: audit, audit:anchor.
-AUDIT_EXPORT_SCRIPT: Final = """
 local anchor = redis.call('HMGET', KEYS[2], 'seq', 'hash', 'base')
 local start = math.max(tonumber(ARGV[1]), tonumber(anchor[1] or '0')) - tonumber(anchor[3] or '0')
 local lines = {}
 if start < redis.call('LLEN', KEYS[1]) then
-  lines = redis.call('LRANGE', KEYS[1], start, -1)
+  local stop = -1
+  if tonumber(ARGV[2]) >= 0 then
+    stop = start + tonumber(ARGV[2]) - 1
+  end
+  lines = redis.call('LRANGE', KEYS[1], start, stop)
 end
 return {anchor[1] or '0', anchor[2] or '', lines}
 """
