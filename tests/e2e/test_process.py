@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 import jwt
@@ -14,16 +15,22 @@ from tests.e2e.server import Setup, SignerProcess, run_cli
 CONCURRENT_REQUESTS = 400
 
 
+def issue(server: SignerProcess) -> dict[str, Any]:
+    """One token for ``sub`` "a" from the default ring, as the issuer."""
+    answer: dict[str, Any] = server.request(
+        "POST",
+        "/v1/rings/default/jwt",
+        body={"claims": {"sub": "a"}},
+        token=server.setup.tokens["issuer"],
+    ).json()
+    return answer
+
+
 def test_restart_on_the_same_directory_keeps_the_same_keys(fresh_setup: Setup) -> None:
     first = SignerProcess.start(fresh_setup)
     try:
         jwks_before = first.request("GET", "/.well-known/jwks.json")
-        issued = first.request(
-            "POST",
-            "/v1/rings/default/jwt",
-            body={"claims": {"sub": "a"}},
-            token=fresh_setup.tokens["issuer"],
-        ).json()
+        issued = issue(first)
     finally:
         assert first.stop() == 0
     second = SignerProcess.start(fresh_setup)
@@ -77,12 +84,7 @@ def test_serve_on_the_asyncio_loop_signs_when_configured(fresh_setup: Setup) -> 
     )
     server = SignerProcess.start(fresh_setup)
     try:
-        issued = server.request(
-            "POST",
-            "/v1/rings/default/jwt",
-            body={"claims": {"sub": "a"}},
-            token=fresh_setup.tokens["issuer"],
-        ).json()
+        issued = issue(server)
         assert issued["alg"] == "ES256"
         assert "(event loop: asyncio)" in server.log()
     finally:
